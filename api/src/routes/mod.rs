@@ -1,0 +1,70 @@
+//! The HTTP surface: one module per resource, each exposing `router()`, merged here with
+//! the middleware every request passes through.
+
+mod courses;
+mod ops;
+mod ratings;
+mod reviewers;
+mod reviews;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::auth;
+use crate::error::ApiError;
+use crate::metrics;
+use crate::openapi::ApiDoc;
+use crate::state::AppState;
+
+/// The whole application, and the OpenAPI document generated from the same routes.
+pub fn app(state: AppState, body_limit: usize) -> (Router, utoipa::openapi::OpenApi) {
+    let (resources, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(courses::router())
+        .merge(reviews::router())
+        .merge(reviewers::router())
+        .merge(ratings::router())
+        // Only matched routes check keys, so an unknown path answers 404, not 401.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key_for_writes,
+        ))
+        .split_for_parts();
+    let router = resources
+        .merge(ops::router(openapi.clone()))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), time_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .with_state(state);
+    (router, openapi)
+}
+
+async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("there is no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{} does not allow {method}", uri.path()))
+}
+
+/// Answers 503 when a request runs past the configured limit, instead of holding the
+/// client (and a database connection) indefinitely.
+async fn time_limit(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    tokio::time::timeout(state.request_timeout, next.run(request))
+        .await
+        .map_err(|_| ApiError::Timeout(state.request_timeout))
+}

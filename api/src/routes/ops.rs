@@ -1,0 +1,54 @@
+//! Operations endpoints of each instance: liveness, readiness, metrics and the OpenAPI
+//! document. Kept out of the OpenAPI router's write-key layer; they are all reads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::extract::Json;
+use crate::state::AppState;
+
+pub fn router(openapi: utoipa::openapi::OpenApi) -> Router<AppState> {
+    let document = Arc::new(openapi);
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(move || async move { Json(document) }))
+}
+
+/// The process is up and serving.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// The database answers within a second; 503 otherwise, so balancers send traffic elsewhere.
+async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let ping = sqlx::query("SELECT 1").execute(&state.db);
+    match tokio::time::timeout(Duration::from_secs(1), ping).await {
+        Ok(Ok(_)) => Ok(Json(json!({"status": "ready"}))),
+        Ok(Err(error)) => Err(ApiError::Unavailable(error)),
+        Err(_) => Err(ApiError::Unavailable(sqlx::Error::PoolTimedOut)),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    match state.metrics.render(&state.db) {
+        Ok(text) => {
+            let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+            (
+                [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+                text,
+            )
+                .into_response()
+        }
+        Err(error) => ApiError::Internal(error.into()).into_response(),
+    }
+}

@@ -1,0 +1,126 @@
+//! `/rating`: courses and their rating aggregates.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use sqlx::PgPool;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::db::ratings::{self, CourseRating};
+use crate::db::{reviewers, reviews};
+use crate::domain::CourseId;
+use crate::error::{ApiError, Problem};
+use crate::extract::{Json, Path};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_course))
+        .routes(routes!(get_rating, recompute_rating, delete_course))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCourse {
+    course_id: CourseId,
+}
+
+fn course_not_found(course: CourseId) -> ApiError {
+    ApiError::NotFound(format!("course {course} does not exist"))
+}
+
+/// Creates the course with an empty aggregate.
+#[utoipa::path(
+    post, path = "/rating", tag = "ratings", security(("api_key" = [])),
+    request_body = NewCourse,
+    responses(
+        (status = 201, description = "Created", body = CourseRating,
+         headers(("Location" = String, description = "/rating/{course_id}"))),
+        (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The course exists", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn create_course(
+    State(db): State<PgPool>,
+    Json(new): Json<NewCourse>,
+) -> Result<impl IntoResponse, ApiError> {
+    let rating = ratings::create(&db, new.course_id)
+        .await?
+        .ok_or_else(|| ApiError::Conflict(format!("course {} already exists", new.course_id)))?;
+    let location = format!("/rating/{}", new.course_id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(rating),
+    ))
+}
+
+#[utoipa::path(
+    get, path = "/rating/{course_id}", tag = "ratings",
+    params(("course_id" = i64, Path, minimum = 1)),
+    responses(
+        (status = 200, body = CourseRating),
+        (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such course", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn get_rating(
+    State(db): State<PgPool>,
+    Path(course): Path<CourseId>,
+) -> Result<Json<CourseRating>, ApiError> {
+    ratings::find(&db, course)
+        .await?
+        .map(Json)
+        .ok_or_else(|| course_not_found(course))
+}
+
+/// Recomputes the aggregate from the course's reviews: a repair, idempotent.
+#[utoipa::path(
+    put, path = "/rating/{course_id}", tag = "ratings", security(("api_key" = [])),
+    params(("course_id" = i64, Path, minimum = 1)),
+    responses(
+        (status = 200, body = CourseRating),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such course", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn recompute_rating(
+    State(db): State<PgPool>,
+    Path(course): Path<CourseId>,
+) -> Result<Json<CourseRating>, ApiError> {
+    let mut tx = db.begin().await?;
+    if !ratings::lock(&mut *tx, course).await? {
+        return Err(course_not_found(course));
+    }
+    let rating = ratings::recompute(&mut *tx, course).await?;
+    tx.commit().await?;
+    Ok(Json(rating))
+}
+
+/// Removes the course and its reviews; their reviewers' counts move back.
+#[utoipa::path(
+    delete, path = "/rating/{course_id}", tag = "ratings", security(("api_key" = [])),
+    params(("course_id" = i64, Path, minimum = 1)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such course", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn delete_course(
+    State(db): State<PgPool>,
+    Path(course): Path<CourseId>,
+) -> Result<StatusCode, ApiError> {
+    let mut tx = db.begin().await?;
+    if !ratings::lock(&mut *tx, course).await? {
+        return Err(course_not_found(course));
+    }
+    reviewers::lock_reviewers_of_course(&mut *tx, course).await?;
+    reviews::delete_course_reviews(&mut *tx, course).await?;
+    ratings::delete(&mut *tx, course).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

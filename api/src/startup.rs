@@ -1,0 +1,103 @@
+//! Building and running the application: connect to Postgres, migrate, bind, serve until
+//! a shutdown future resolves. `main` and the tests take the same path.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tokio::net::TcpListener;
+
+use crate::auth::ApiKeys;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::routes;
+use crate::state::AppState;
+
+/// The schema, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// A built application, bound and ready to serve.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+}
+
+impl Application {
+    /// Binds `config.listen` and builds the application.
+    pub async fn build(config: &Config) -> Result<Self, StartupError> {
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        Self::with_listener(config, listener).await
+    }
+
+    /// Builds the application on a listener bound by the caller (tests bind port 0).
+    pub async fn with_listener(
+        config: &Config,
+        listener: TcpListener,
+    ) -> Result<Self, StartupError> {
+        let db = connect(config).await?;
+        if config.migrate_on_start {
+            MIGRATOR.run(&db).await?;
+        }
+        let state = AppState {
+            db,
+            keys: ApiKeys::new(&config.api_keys),
+            metrics: Metrics::new(),
+            request_timeout: config.request_timeout(),
+        };
+        let (router, _openapi) = routes::app(state, config.body_limit_bytes);
+        Ok(Self { listener, router })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// A pool whose connections carry the statement timeout, checked by one connection now
+/// so that a wrong URL fails at start-up rather than on the first request.
+pub async fn connect(config: &Config) -> Result<PgPool, StartupError> {
+    let statement_timeout = config.statement_timeout().as_millis().to_string();
+    let options = PgConnectOptions::from_str(&config.database_url)
+        .map_err(StartupError::Connect)?
+        .application_name("courser-api")
+        .options([("statement_timeout", statement_timeout.as_str())]);
+    PgPoolOptions::new()
+        .max_connections(config.pool_size)
+        .acquire_timeout(config.pool_timeout())
+        .connect_with(options)
+        .await
+        .map_err(StartupError::Connect)
+}

@@ -1,0 +1,19 @@
+//! `AppState`: what every handler may use, cloned cheaply per request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRef;
+use sqlx::PgPool;
+
+use crate::auth::ApiKeys;
+use crate::metrics::Metrics;
+
+#[derive(Debug, Clone, FromRef)]
+pub struct AppState {
+    pub db: PgPool,
+    pub keys: ApiKeys,
+    pub metrics: Arc<Metrics>,
+    /// Longest a request may run before it answers 503.
+    pub request_timeout: Duration,
+}
