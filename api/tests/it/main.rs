@@ -1,0 +1,15 @@
+//! Black-box tests of the api: the real application over real HTTP against a real
+//! Postgres, one fresh database per test.
+
+mod helpers;
+
+mod auth;
+mod concurrency;
+mod course_page;
+mod e2e;
+mod errors;
+mod explain;
+mod ops;
+mod ratings;
+mod reviewers;
+mod reviews;
