@@ -59,7 +59,7 @@ impl Default for Config {
 /// Why the configuration was refused; each message names the setting.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{0}")]
+    #[error(transparent)]
     Read(#[from] Box<figment::Error>),
     #[error("{setting}: {problem}")]
     Invalid {

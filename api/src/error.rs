@@ -104,6 +104,9 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// SQLSTATE classes of failures that say nothing about the request.
+const TRANSIENT: [&str; 6] = ["40", "08", "28", "3D", "53", "57"];
+
 /// Maps database failures to what the client should hear: constraint violations that
 /// input can cause become 4xx, an unreachable or overloaded database becomes 503.
 impl From<sqlx::Error> for ApiError {
@@ -122,13 +125,10 @@ impl From<sqlx::Error> for ApiError {
                     Self::BadRequest(format!("the request breaks the rule {constraint}"))
                 }
                 (Some("22003"), _) => Self::Conflict("a counter is at its maximum".into()),
-                // Serialization failures, deadlocks, statement timeouts, shutdowns and
-                // lost connections: transient, so the client may retry.
-                (Some(code), _)
-                    if code.starts_with("40")
-                        || code.starts_with("57")
-                        || code.starts_with("08") =>
-                {
+                // Serialization failures and deadlocks (40), lost or refused connections
+                // (08, 28, 3D: the database went away), resources exhausted (53),
+                // statement timeouts and shutdowns (57): the client may retry.
+                (Some(code), _) if TRANSIENT.iter().any(|class| code.starts_with(class)) => {
                     Self::Unavailable(error)
                 }
                 _ => Self::Internal(error.into()),

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use courser_api::{Application, Config};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
-use sqlx::{Connection, Executor, PgConnection, PgPool};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 
 /// The admin URL of the Postgres the tests may create databases in. `scripts/test`
 /// starts a private cluster and sets it; the default is that cluster's address.
@@ -26,10 +26,15 @@ impl TestDb {
     pub async fn create() -> Self {
         let name = format!("courser_test_{:016x}", rand::random::<u64>());
         let admin = admin_url();
-        let mut conn = PgConnection::connect(&admin)
+        let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+            panic!("cannot reach the test Postgres at {admin} ({e}); run scripts/test")
+        });
+        // Identifiers cannot be bound; the name is ours, made of hex digits.
+        let create = format!(r#"CREATE DATABASE "{name}""#);
+        sqlx::raw_sql(AssertSqlSafe(create))
+            .execute(&mut conn)
             .await
-            .unwrap_or_else(|e| panic!("cannot reach the test Postgres at {admin} ({e}); run scripts/test"));
-        conn.execute(format!(r#"CREATE DATABASE "{name}""#).as_str()).await.unwrap();
+            .unwrap();
         let url = match admin.rsplit_once('/') {
             Some((server, _)) => format!("{server}/{name}"),
             None => panic!("COURSER_TEST_DATABASE_URL must end in /database"),
@@ -38,15 +43,33 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Drops the database now, cutting off every connection to it.
+    pub async fn drop_now(&self) {
+        let mut conn = PgConnection::connect(&admin_url()).await.unwrap();
+        let drop = format!(r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#, self.name);
+        sqlx::raw_sql(AssertSqlSafe(drop))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
         // Drop runs outside async; a short-lived runtime on its own thread does the work.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(async {
-                let mut conn = PgConnection::connect(&admin_url()).await.map_err(std::io::Error::other)?;
-                conn.execute(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str())
+                let mut conn = PgConnection::connect(&admin_url())
+                    .await
+                    .map_err(std::io::Error::other)?;
+                let drop = format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#);
+                sqlx::raw_sql(AssertSqlSafe(drop))
+                    .execute(&mut conn)
                     .await
                     .map_err(std::io::Error::other)?;
                 Ok::<_, std::io::Error>(())
@@ -86,11 +109,19 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(config: Config, test_db: TestDb) -> TestApp {
-    let app = Application::build(&config).await.expect("application builds");
+    let app = Application::build(&config)
+        .await
+        .expect("application builds");
     let addr = app.local_addr().unwrap();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     let db = PgPool::connect(&config.database_url).await.unwrap();
-    TestApp { addr, client: reqwest::Client::new(), db, config, test_db }
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        db,
+        config,
+        test_db,
+    }
 }
 
 impl TestApp {
@@ -103,7 +134,12 @@ impl TestApp {
     }
 
     /// A write with the test key and a JSON body (if any).
-    pub async fn write(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Response {
+    pub async fn write(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Response {
         let mut request = self.client.request(method, self.url(path)).bearer_auth(KEY);
         if let Some(body) = body {
             request = request.json(&body);
@@ -124,21 +160,39 @@ impl TestApp {
     }
 
     pub async fn create_course(&self, course_id: i64) -> Value {
-        ok_json(self.post("/rating", json!({"course_id": course_id})).await, StatusCode::CREATED).await
+        ok_json(
+            self.post("/rating", json!({"course_id": course_id})).await,
+            StatusCode::CREATED,
+        )
+        .await
     }
 
     pub async fn create_reviewer(&self, name: &str) -> i64 {
-        let reviewer = ok_json(self.post("/reviewer", json!({"name": name})).await, StatusCode::CREATED).await;
+        let reviewer = ok_json(
+            self.post("/reviewer", json!({"name": name})).await,
+            StatusCode::CREATED,
+        )
+        .await;
         reviewer["id"].as_i64().unwrap()
     }
 
-    pub async fn create_review(&self, course_id: i64, reviewer_id: i64, rating: f64, comment: &str) -> Value {
+    pub async fn create_review(
+        &self,
+        course_id: i64,
+        reviewer_id: i64,
+        rating: f64,
+        comment: &str,
+    ) -> Value {
         let body = json!({"course_id": course_id, "reviewer_id": reviewer_id, "rating": rating, "comment": comment});
         ok_json(self.post("/review", body).await, StatusCode::CREATED).await
     }
 
     pub async fn rating(&self, course_id: i64) -> Value {
-        ok_json(self.get(&format!("/rating/{course_id}")).await, StatusCode::OK).await
+        ok_json(
+            self.get(&format!("/rating/{course_id}")).await,
+            StatusCode::OK,
+        )
+        .await
     }
 
     pub async fn reviewer(&self, id: i64) -> Value {
@@ -146,7 +200,12 @@ impl TestApp {
     }
 
     pub async fn course_page(&self, course_id: i64, query: &str) -> Value {
-        ok_json(self.get(&format!("/course/{course_id}/reviews?{query}")).await, StatusCode::OK).await
+        ok_json(
+            self.get(&format!("/course/{course_id}/reviews?{query}"))
+                .await,
+            StatusCode::OK,
+        )
+        .await
     }
 
     /// A snapshot of every table, to show that a rejected write changed nothing.
@@ -182,7 +241,12 @@ pub async fn assert_problem(response: Response, status: StatusCode, detail_part:
         "{problem}"
     );
     assert_eq!(problem["status"], status.as_u16(), "{problem}");
-    assert!(problem["type"].as_str().is_some_and(|t| t.starts_with("urn:courser:problem:")), "{problem}");
+    assert!(
+        problem["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("urn:courser:problem:")),
+        "{problem}"
+    );
     assert!(problem["title"].is_string(), "{problem}");
     let detail = problem["detail"].as_str().unwrap_or_default();
     assert!(

@@ -1,6 +1,12 @@
 //! Black-box tests of the api: the real application over real HTTP against a real
 //! Postgres, one fresh database per test.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a failed unwrap is a failed test"
+)]
+
 mod helpers;
 
 mod auth;

@@ -1,0 +1,137 @@
+//! Operations endpoints: health, readiness, metrics and the OpenAPI document.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{assert_problem, ok_json, spawn_app};
+
+#[tokio::test]
+async fn health_and_readiness_answer_200_while_the_database_is_up() {
+    let app = spawn_app().await;
+    assert_eq!(
+        ok_json(app.get("/healthz").await, StatusCode::OK).await["status"],
+        "ok"
+    );
+    assert_eq!(
+        ok_json(app.get("/readyz").await, StatusCode::OK).await["status"],
+        "ready"
+    );
+}
+
+#[tokio::test]
+async fn readiness_answers_503_when_the_database_is_gone_while_health_stays_200() {
+    let app = spawn_app().await;
+    app.test_db.drop_now().await;
+    assert_problem(
+        app.get("/readyz").await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "database",
+    )
+    .await;
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    let response = app.get("/rating/1").await;
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_problem(response, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_and_status() {
+    let app = spawn_app().await;
+    app.create_course(5).await;
+    for _ in 0..3 {
+        app.get("/rating/5").await;
+    }
+    app.get("/rating/6").await;
+    app.get("/no/such/path").await;
+
+    let response = app.get("/metrics").await;
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("openmetrics-text")
+    );
+    let text = response.text().await.unwrap();
+    let has = |line: &str| text.lines().any(|l| l == line);
+    assert!(
+        has(
+            r#"courser_api_http_requests_total{method="GET",route="/rating/{course_id}",status="200"} 3"#
+        ),
+        "{text}"
+    );
+    assert!(
+        has(
+            r#"courser_api_http_requests_total{method="GET",route="/rating/{course_id}",status="404"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        has(r#"courser_api_http_requests_total{method="POST",route="/rating",status="201"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"courser_api_http_requests_total{method="GET",route="unmatched",status="404"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains("/rating/5"),
+        "raw paths must not become labels"
+    );
+    assert!(
+        has(
+            r#"courser_api_http_request_duration_seconds_count{method="GET",route="/rating/{course_id}"} 4"#
+        ),
+        "{text}"
+    );
+    assert!(has(r#"courser_api_db_pool_max_connections 8"#), "{text}");
+    assert!(
+        text.contains(r#"courser_api_db_pool_connections{state="idle"}"#),
+        "{text}"
+    );
+}
+
+/// Every endpoint of API.md, with the methods it answers.
+const CONTRACT: &[(&str, &[&str])] = &[
+    ("/course/{course_id}/reviews", &["get"]),
+    ("/review", &["post"]),
+    ("/review/{id}", &["get", "put", "delete"]),
+    ("/review/{id}/helpful", &["post"]),
+    ("/review/{id}/report", &["post"]),
+    ("/reviewer", &["post"]),
+    ("/reviewer/{id}", &["get", "put", "delete"]),
+    ("/rating", &["post"]),
+    ("/rating/{course_id}", &["get", "put", "delete"]),
+];
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_endpoint_of_the_contract() {
+    let app = spawn_app().await;
+    let document: Value = ok_json(app.get("/openapi.json").await, StatusCode::OK).await;
+    assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
+    for (path, methods) in CONTRACT {
+        for method in *methods {
+            let operation = &document["paths"][path][method];
+            assert!(operation.is_object(), "{method} {path} is missing");
+            let writes = *method != "get";
+            assert_eq!(
+                operation["security"].is_array(),
+                writes,
+                "{method} {path} security"
+            );
+            assert!(
+                operation["responses"].as_object().unwrap().len() >= 2,
+                "{method} {path}"
+            );
+        }
+    }
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(schemas["Rating"]["multipleOf"], json!(0.5));
+    assert_eq!(schemas["Comment"]["maxLength"], json!(5000));
+    assert!(schemas["Problem"].is_object());
+    assert_eq!(
+        document["components"]["securitySchemes"]["api_key"]["scheme"],
+        "bearer"
+    );
+}
