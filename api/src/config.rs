@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use courser_cache::CacheConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -37,6 +38,20 @@ pub struct Config {
     pub migrate_on_start: bool,
     /// Log lines as JSON instead of text (`COURSER_LOG_JSON`).
     pub log_json: bool,
+    /// Redis for the shared cache tier and invalidation bus (`COURSER_REDIS_URL`); empty
+    /// turns caching off.
+    pub redis_url: String,
+    /// Prefix of the cache's Redis keys and channel (`COURSER_CACHE_PREFIX`).
+    pub cache_prefix: String,
+    /// Bytes the in-process cache tier may hold (`COURSER_CACHE_LOCAL_BYTES`).
+    pub cache_local_bytes: u64,
+    /// Lifetime of an in-process cache entry (`COURSER_CACHE_LOCAL_TTL_MS`).
+    pub cache_local_ttl_ms: u64,
+    /// Lifetime of a Redis cache entry (`COURSER_CACHE_REDIS_TTL_MS`).
+    pub cache_redis_ttl_ms: u64,
+    /// Longest wait for one Redis call before the cache goes on without it
+    /// (`COURSER_REDIS_TIMEOUT_MS`).
+    pub redis_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -52,6 +67,12 @@ impl Default for Config {
             request_timeout_ms: 10_000,
             migrate_on_start: true,
             log_json: false,
+            redis_url: "redis://127.0.0.1:16379".into(),
+            cache_prefix: "courser".into(),
+            cache_local_bytes: 256 * 1024 * 1024,
+            cache_local_ttl_ms: 60_000,
+            cache_redis_ttl_ms: 600_000,
+            redis_timeout_ms: 50,
         }
     }
 }
@@ -80,6 +101,12 @@ const ENV_KEYS: &[&str] = &[
     "request_timeout_ms",
     "migrate_on_start",
     "log_json",
+    "redis_url",
+    "cache_prefix",
+    "cache_local_bytes",
+    "cache_local_ttl_ms",
+    "cache_redis_ttl_ms",
+    "redis_timeout_ms",
 ];
 
 impl Config {
@@ -133,7 +160,19 @@ impl Config {
         if self.body_limit_bytes < 1024 {
             return invalid("body_limit_bytes", "must be at least 1024");
         }
+        if !self.redis_url.is_empty()
+            && !self.redis_url.starts_with("redis://")
+            && !self.redis_url.starts_with("rediss://")
+        {
+            return invalid(
+                "redis_url",
+                "must be a redis:// URL, or empty to turn caching off",
+            );
+        }
         for (setting, ms) in [
+            ("cache_local_ttl_ms", self.cache_local_ttl_ms),
+            ("cache_redis_ttl_ms", self.cache_redis_ttl_ms),
+            ("redis_timeout_ms", self.redis_timeout_ms),
             ("pool_timeout_ms", self.pool_timeout_ms),
             ("statement_timeout_ms", self.statement_timeout_ms),
             ("request_timeout_ms", self.request_timeout_ms),
@@ -155,6 +194,18 @@ impl Config {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn cache(&self) -> CacheConfig {
+        CacheConfig {
+            redis_url: Some(self.redis_url.clone()).filter(|url| !url.is_empty()),
+            key_prefix: self.cache_prefix.clone(),
+            local_bytes: self.cache_local_bytes,
+            local_ttl: Duration::from_millis(self.cache_local_ttl_ms),
+            redis_ttl: Duration::from_millis(self.cache_redis_ttl_ms),
+            redis_timeout: Duration::from_millis(self.redis_timeout_ms),
+            ..CacheConfig::default()
+        }
     }
 }
 

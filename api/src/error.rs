@@ -29,9 +29,35 @@ pub enum ApiError {
     Timeout(Duration),
     /// The database cannot be reached or is shedding load; worth retrying shortly.
     #[error("the database is unavailable")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] BoxError),
     #[error("internal error")]
-    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Internal(#[source] BoxError),
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A cache fill's error is shared by every request that waited on that fill; each gets
+/// the original when it is the only one, else a copy with the same status and message.
+impl From<std::sync::Arc<ApiError>> for ApiError {
+    fn from(shared: std::sync::Arc<ApiError>) -> Self {
+        std::sync::Arc::try_unwrap(shared).unwrap_or_else(|shared| {
+            let source = |e: &BoxError| BoxError::from(e.to_string());
+            match &*shared {
+                Self::BadRequest(d) => Self::BadRequest(d.clone()),
+                Self::Rejected { status, detail } => Self::Rejected {
+                    status: *status,
+                    detail: detail.clone(),
+                },
+                Self::Unauthorized(d) => Self::Unauthorized(d),
+                Self::NotFound(d) => Self::NotFound(d.clone()),
+                Self::MethodNotAllowed(d) => Self::MethodNotAllowed(d.clone()),
+                Self::Conflict(d) => Self::Conflict(d.clone()),
+                Self::Timeout(d) => Self::Timeout(*d),
+                Self::Unavailable(e) => Self::Unavailable(source(e)),
+                Self::Internal(e) => Self::Internal(source(e)),
+            }
+        })
+    }
 }
 
 /// The problem+json body.
@@ -114,7 +140,7 @@ impl From<sqlx::Error> for ApiError {
         use sqlx::Error as E;
         match &error {
             E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
-                Self::Unavailable(error)
+                Self::Unavailable(error.into())
             }
             E::Database(db) => match (db.code().as_deref(), db.constraint()) {
                 (_, Some("reviews_reviewer_id_fkey")) => {
@@ -129,7 +155,7 @@ impl From<sqlx::Error> for ApiError {
                 // (08, 28, 3D: the database went away), resources exhausted (53),
                 // statement timeouts and shutdowns (57): the client may retry.
                 (Some(code), _) if TRANSIENT.iter().any(|class| code.starts_with(class)) => {
-                    Self::Unavailable(error)
+                    Self::Unavailable(error.into())
                 }
                 _ => Self::Internal(error.into()),
             },

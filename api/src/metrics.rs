@@ -44,8 +44,14 @@ pub struct Metrics {
     pool_max: Gauge,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Metrics {
-    pub fn new() -> Arc<Self> {
+    pub fn new() -> Self {
         let mut registry = Registry::with_prefix("courser_api");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -77,13 +83,18 @@ impl Metrics {
             "The most database connections the pool may open",
             pool_max.clone(),
         );
-        Arc::new(Self {
+        Self {
             registry,
             requests,
             latency,
             pool_connections,
             pool_max,
-        })
+        }
+    }
+
+    /// For other parts of the instance (the cache) to register their metrics.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
     }
 
     fn observe(&self, method: &'static str, route: String, status: u16, seconds: f64) {

@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use sqlx::PgPool;
+use std::sync::Arc;
+
+use courser_cache::Cache;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::TcpListener;
@@ -30,6 +33,8 @@ pub enum StartupError {
     Connect(#[source] sqlx::Error),
     #[error("cannot migrate the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot set up the cache: {0}")]
+    Cache(#[from] courser_cache::CacheError),
 }
 
 /// A built application, bound and ready to serve.
@@ -61,10 +66,13 @@ impl Application {
         if config.migrate_on_start {
             MIGRATOR.run(&db).await?;
         }
+        let mut metrics = Metrics::new();
+        let cache = Cache::new(&config.cache(), metrics.registry_mut())?;
         let state = AppState {
             db,
             keys: ApiKeys::new(&config.api_keys),
-            metrics: Metrics::new(),
+            metrics: Arc::new(metrics),
+            cache,
             request_timeout: config.request_timeout(),
         };
         let (router, _openapi) = routes::app(state, config.body_limit_bytes);

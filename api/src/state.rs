@@ -6,6 +6,8 @@ use std::time::Duration;
 use axum::extract::FromRef;
 use sqlx::PgPool;
 
+use courser_cache::Cache;
+
 use crate::auth::ApiKeys;
 use crate::metrics::Metrics;
 
@@ -14,6 +16,7 @@ pub struct AppState {
     pub db: PgPool,
     pub keys: ApiKeys,
     pub metrics: Arc<Metrics>,
+    pub cache: Cache,
     /// Longest a request may run before it answers 503.
     pub request_timeout: Duration,
 }

@@ -37,6 +37,16 @@ pub async fn find(db: impl PgExecutor<'_>, id: ReviewerId) -> sqlx::Result<Optio
     .await
 }
 
+pub async fn find_many(db: impl PgExecutor<'_>, ids: &[i64]) -> sqlx::Result<Vec<Reviewer>> {
+    sqlx::query_as(
+        r#"SELECT id, name, picture, courses_taken, review_count
+           FROM reviewers WHERE id = ANY($1)"#,
+    )
+    .bind(ids)
+    .fetch_all(db)
+    .await
+}
+
 pub async fn create(
     db: impl PgExecutor<'_>,
     name: &Name,

@@ -172,19 +172,22 @@ pub async fn report(db: impl PgExecutor<'_>, id: ReviewId) -> sqlx::Result<Optio
     .await
 }
 
-/// Deletes every review of the course and takes them off their reviewers' counts.
-/// Call with the course and its reviewers locked.
-pub async fn delete_course_reviews(db: impl PgExecutor<'_>, course: CourseId) -> sqlx::Result<()> {
-    sqlx::query(
+/// Deletes every review of the course and takes them off their reviewers' counts,
+/// returning those reviewers. Call with the course and its reviewers locked.
+pub async fn delete_course_reviews(
+    db: impl PgExecutor<'_>,
+    course: CourseId,
+) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar(
         r#"WITH gone AS (DELETE FROM reviews WHERE course_id = $1 RETURNING reviewer_id),
                 per_reviewer AS (SELECT reviewer_id, count(*)::int AS n FROM gone GROUP BY reviewer_id)
            UPDATE reviewers SET review_count = review_count - per_reviewer.n
-           FROM per_reviewer WHERE reviewers.id = per_reviewer.reviewer_id"#,
+           FROM per_reviewer WHERE reviewers.id = per_reviewer.reviewer_id
+           RETURNING reviewers.id"#,
     )
     .bind(course.get())
-    .execute(db)
-    .await?;
-    Ok(())
+    .fetch_all(db)
+    .await
 }
 
 // One statement per sort order (and star filter where it needs its own index), each

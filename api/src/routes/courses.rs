@@ -1,33 +1,21 @@
-//! `GET /course/{course_id}/reviews`: a course's rating and one page of its reviews.
+//! `GET /course/{course_id}/reviews`: a course's rating and one page of its reviews,
+//! served through the cache.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use sha2::{Digest, Sha256};
+use courser_cache::{Cache, Page};
 use sqlx::PgPool;
-use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::db::ratings::{self, CourseRating};
-use crate::db::reviews::{self, ListedReview};
 use crate::domain::{CourseId, PageQuery, RawPageQuery};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Path, Query};
+use crate::pages::{self, CoursePage, PageSource};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(course_page))
-}
-
-/// A course page.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CoursePage {
-    pub course_id: i64,
-    pub rating: CourseRating,
-    pub reviews: Vec<ListedReview>,
-    /// Pass as `cursor` (with the same `sort`) for the next page; null on the last page.
-    pub next_cursor: Option<String>,
 }
 
 /// The course's rating and a page of its unreported reviews, each with its reviewer.
@@ -49,30 +37,27 @@ pub struct CoursePage {
 )]
 async fn course_page(
     State(db): State<PgPool>,
+    State(cache): State<Cache>,
     Path(course): Path<CourseId>,
     Query(query): Query<PageQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let rating = ratings::find(&db, course)
+    let source = PageSource {
+        db: &db,
+        course,
+        query: &query,
+    };
+    let page = cache
+        .course_page(course.get(), &pages::variant(&query), &source)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("course {course} does not exist")))?;
-    let (reviews, next) = reviews::page(&db, course, &query).await?;
-    let page = CoursePage {
-        course_id: course.get(),
-        rating,
-        reviews,
-        next_cursor: next.map(|cursor| cursor.encode()),
-    };
-    let body = serde_json::to_vec(&page).map_err(|e| ApiError::Internal(e.into()))?;
-    Ok(with_etag(body, &headers))
+    Ok(with_etag(page, &headers))
 }
 
-/// Answers 304 when the client already holds this body, else the body with its tag.
-fn with_etag(body: Vec<u8>, request: &HeaderMap) -> Response {
-    let digest = Sha256::digest(&body);
-    let tag = format!("\"{}\"", hex(&digest[..16]));
-    let etag = HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"\""));
-    if matches_if_none_match(request, &tag) {
+/// Answers 304 when the client already holds this page, else the page with its tag.
+fn with_etag(page: Page, request: &HeaderMap) -> Response {
+    let etag = HeaderValue::from_str(&page.etag).unwrap_or(HeaderValue::from_static("\"\""));
+    if matches_if_none_match(request, &page.etag) {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
     let headers = [
@@ -84,7 +69,7 @@ fn with_etag(body: Vec<u8>, request: &HeaderMap) -> Response {
         // Caches may keep it but must revalidate: pages change with every write.
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
     ];
-    (headers, body).into_response()
+    (headers, page.body).into_response()
 }
 
 /// `If-None-Match` uses the weak comparison (RFC 9110 §13.1.2): `*`, or any listed tag
@@ -97,14 +82,4 @@ fn matches_if_none_match(request: &HeaderMap, tag: &str) -> bool {
         .flat_map(|value| value.split(','))
         .map(|candidate| candidate.trim())
         .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == tag)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
 }

@@ -34,12 +34,13 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
     let ping = sqlx::query("SELECT 1").execute(&state.db);
     match tokio::time::timeout(Duration::from_secs(1), ping).await {
         Ok(Ok(_)) => Ok(Json(json!({"status": "ready"}))),
-        Ok(Err(error)) => Err(ApiError::Unavailable(error)),
-        Err(_) => Err(ApiError::Unavailable(sqlx::Error::PoolTimedOut)),
+        Ok(Err(error)) => Err(ApiError::Unavailable(error.into())),
+        Err(_) => Err(ApiError::Unavailable("no answer within a second".into())),
     }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    state.cache.update_gauges();
     match state.metrics.render(&state.db) {
         Ok(text) => {
             let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";

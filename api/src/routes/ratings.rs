@@ -14,6 +14,7 @@ use crate::domain::CourseId;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path};
 use crate::state::AppState;
+use courser_cache::{Cache, Subject};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -45,11 +46,16 @@ fn course_not_found(course: CourseId) -> ApiError {
 )]
 async fn create_course(
     State(db): State<PgPool>,
+    State(cache): State<Cache>,
     Json(new): Json<NewCourse>,
 ) -> Result<impl IntoResponse, ApiError> {
     let rating = ratings::create(&db, new.course_id)
         .await?
         .ok_or_else(|| ApiError::Conflict(format!("course {} already exists", new.course_id)))?;
+    // Pages remember that a course does not exist; now it does.
+    cache
+        .invalidate(&[Subject::Course(new.course_id.get())])
+        .await;
     let location = format!("/rating/{}", new.course_id);
     Ok((
         StatusCode::CREATED,
@@ -89,6 +95,7 @@ async fn get_rating(
 )]
 async fn recompute_rating(
     State(db): State<PgPool>,
+    State(cache): State<Cache>,
     Path(course): Path<CourseId>,
 ) -> Result<Json<CourseRating>, ApiError> {
     let mut tx = db.begin().await?;
@@ -97,6 +104,7 @@ async fn recompute_rating(
     }
     let rating = ratings::recompute(&mut *tx, course).await?;
     tx.commit().await?;
+    cache.invalidate(&[Subject::Course(course.get())]).await;
     Ok(Json(rating))
 }
 
@@ -112,6 +120,7 @@ async fn recompute_rating(
 )]
 async fn delete_course(
     State(db): State<PgPool>,
+    State(cache): State<Cache>,
     Path(course): Path<CourseId>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = db.begin().await?;
@@ -119,8 +128,13 @@ async fn delete_course(
         return Err(course_not_found(course));
     }
     reviewers::lock_reviewers_of_course(&mut *tx, course).await?;
-    reviews::delete_course_reviews(&mut *tx, course).await?;
+    let reviewers = reviews::delete_course_reviews(&mut *tx, course).await?;
     ratings::delete(&mut *tx, course).await?;
     tx.commit().await?;
+    // The reviewers' counts changed, and pages of other courses show them.
+    let touched: Vec<Subject> = std::iter::once(Subject::Course(course.get()))
+        .chain(reviewers.into_iter().map(Subject::Reviewer))
+        .collect();
+    cache.invalidate(&touched).await;
     Ok(StatusCode::NO_CONTENT)
 }

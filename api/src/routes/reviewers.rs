@@ -13,6 +13,7 @@ use crate::domain::{CoursesTaken, Name, Picture, ReviewerId};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path};
 use crate::state::AppState;
+use courser_cache::{Cache, Subject};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -107,6 +108,7 @@ async fn get_reviewer(
 )]
 async fn update_reviewer(
     State(db): State<PgPool>,
+    State(cache): State<Cache>,
     Path(id): Path<ReviewerId>,
     Json(update): Json<ReviewerUpdate>,
 ) -> Result<Json<Reviewer>, ApiError> {
@@ -120,10 +122,11 @@ async fn update_reviewer(
         picture: update.picture,
         courses_taken: update.courses_taken.map(CoursesTaken::get),
     };
-    reviewers::update(&db, id, &changes)
+    let reviewer = reviewers::update(&db, id, &changes)
         .await?
-        .map(Json)
-        .ok_or_else(|| reviewer_not_found(id))
+        .ok_or_else(|| reviewer_not_found(id))?;
+    cache.invalidate(&[Subject::Reviewer(id.get())]).await;
+    Ok(Json(reviewer))
 }
 
 /// Deletes a reviewer who has no reviews (409 while they have some).
@@ -139,10 +142,14 @@ async fn update_reviewer(
 )]
 async fn delete_reviewer(
     State(db): State<PgPool>,
+    State(cache): State<Cache>,
     Path(id): Path<ReviewerId>,
 ) -> Result<StatusCode, ApiError> {
     match reviewers::delete(&db, id).await? {
-        Deleted::Yes => Ok(StatusCode::NO_CONTENT),
+        Deleted::Yes => {
+            cache.invalidate(&[Subject::Reviewer(id.get())]).await;
+            Ok(StatusCode::NO_CONTENT)
+        }
         Deleted::NotFound => Err(reviewer_not_found(id)),
         Deleted::HasReviews => Err(ApiError::Conflict(format!(
             "reviewer {id} still has reviews; delete them first"

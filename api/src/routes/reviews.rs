@@ -15,6 +15,7 @@ use crate::domain::{Comment, CourseId, Rating, ReviewId, ReviewerId};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path};
 use crate::state::AppState;
+use courser_cache::{Cache, Subject};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -59,6 +60,7 @@ fn review_not_found(id: ReviewId) -> ApiError {
 )]
 async fn create_review(
     State(db): State<PgPool>,
+    State(cache): State<Cache>,
     Json(new): Json<NewReview>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut tx = db.begin().await?;
@@ -83,6 +85,11 @@ async fn create_review(
     )
     .await?;
     tx.commit().await?;
+    let touched = [
+        Subject::Course(new.course_id.get()),
+        Subject::Reviewer(new.reviewer_id.get()),
+    ];
+    cache.invalidate(&touched).await;
     let location = format!("/review/{}", review.id);
     Ok((
         StatusCode::CREATED,
@@ -124,6 +131,7 @@ async fn get_review(
 )]
 async fn update_review(
     State(db): State<PgPool>,
+    State(cache): State<Cache>,
     Path(id): Path<ReviewId>,
     Json(changes): Json<ReviewChanges>,
 ) -> Result<Json<Review>, ApiError> {
@@ -145,6 +153,7 @@ async fn update_review(
         ratings::move_review(&mut *tx, course, before.rating, after.rating).await?;
     }
     tx.commit().await?;
+    cache.invalidate(&[Subject::Course(course.get())]).await;
     Ok(Json(after))
 }
 
@@ -160,6 +169,7 @@ async fn update_review(
 )]
 async fn delete_review(
     State(db): State<PgPool>,
+    State(cache): State<Cache>,
     Path(id): Path<ReviewId>,
 ) -> Result<StatusCode, ApiError> {
     let mut tx = db.begin().await?;
@@ -174,6 +184,11 @@ async fn delete_review(
     ratings::remove_review(&mut *tx, course, review.rating).await?;
     reviewers::add_to_review_count(&mut *tx, review.reviewer_id, -1).await?;
     tx.commit().await?;
+    let touched = [
+        Subject::Course(course.get()),
+        Subject::Reviewer(review.reviewer_id.get()),
+    ];
+    cache.invalidate(&touched).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -189,12 +204,16 @@ async fn delete_review(
 )]
 async fn mark_helpful(
     State(db): State<PgPool>,
+    State(cache): State<Cache>,
     Path(id): Path<ReviewId>,
 ) -> Result<Json<Review>, ApiError> {
-    reviews::mark_helpful(&db, id)
+    let review = reviews::mark_helpful(&db, id)
         .await?
-        .map(Json)
-        .ok_or_else(|| review_not_found(id))
+        .ok_or_else(|| review_not_found(id))?;
+    cache
+        .invalidate(&[Subject::Course(review.course_id.get())])
+        .await;
+    Ok(Json(review))
 }
 
 /// Reports the review; reported reviews are hidden from course pages (idempotent).
@@ -209,10 +228,14 @@ async fn mark_helpful(
 )]
 async fn report_review(
     State(db): State<PgPool>,
+    State(cache): State<Cache>,
     Path(id): Path<ReviewId>,
 ) -> Result<Json<Review>, ApiError> {
-    reviews::report(&db, id)
+    let review = reviews::report(&db, id)
         .await?
-        .map(Json)
-        .ok_or_else(|| review_not_found(id))
+        .ok_or_else(|| review_not_found(id))?;
+    cache
+        .invalidate(&[Subject::Course(review.course_id.get())])
+        .await;
+    Ok(Json(review))
 }

@@ -93,12 +93,20 @@ pub struct TestApp {
     pub test_db: TestDb,
 }
 
+/// The Redis the tests use, each test under a key prefix of its own. `scripts/test`
+/// starts a private Redis and sets it; the default is that Redis's address.
+pub fn redis_url() -> String {
+    std::env::var("COURSER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379".into())
+}
+
 pub fn test_config(database_url: &str) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: database_url.to_owned(),
         pool_size: 8,
         api_keys: vec![KEY.to_owned(), "second-key-for-rotation-xyz".to_owned()],
+        redis_url: redis_url(),
+        cache_prefix: format!("courser-test-{:016x}", rand::random::<u64>()),
         ..Config::default()
     }
 }

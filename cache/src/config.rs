@@ -1,0 +1,54 @@
+//! Settings of the cache tiers.
+
+use std::time::Duration;
+
+/// How the cache behaves. `redis_url: None` turns caching off: every read goes to the
+/// source, since an in-process tier without the invalidation bus could serve pages that
+/// another instance has changed.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Redis for the shared tier and the invalidation bus.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and of the channel, so several stacks (or tests) can
+    /// share one Redis.
+    pub key_prefix: String,
+    /// Most bytes of page skeletons and reviewer fragments kept in process.
+    pub local_bytes: u64,
+    /// How long an in-process entry may live.
+    pub local_ttl: Duration,
+    /// How long a Redis entry may live.
+    pub redis_ttl: Duration,
+    /// Each TTL is shortened by a random fraction up to this, so that entries filled
+    /// together do not expire together.
+    pub ttl_jitter: f64,
+    /// Longest wait for one Redis call before it counts as failed.
+    pub redis_timeout: Duration,
+    /// Consecutive Redis failures that open the breaker.
+    pub breaker_threshold: u32,
+    /// How long the breaker stays open before one call probes Redis again.
+    pub breaker_cooldown: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            key_prefix: "courser".into(),
+            local_bytes: 256 * 1024 * 1024,
+            local_ttl: Duration::from_secs(60),
+            redis_ttl: Duration::from_secs(600),
+            ttl_jitter: 0.1,
+            redis_timeout: Duration::from_millis(50),
+            breaker_threshold: 3,
+            breaker_cooldown: Duration::from_millis(500),
+        }
+    }
+}
+
+impl CacheConfig {
+    /// A TTL shortened by up to `ttl_jitter` at random.
+    pub(crate) fn jittered(&self, ttl: Duration) -> Duration {
+        let cut = rand::random::<f64>() * self.ttl_jitter.clamp(0.0, 0.9);
+        ttl.mul_f64(1.0 - cut)
+    }
+}

@@ -1,0 +1,361 @@
+//! Cache-aside for course pages: an in-process tier in front of Redis in front of the
+//! source (Postgres), invalidated on every write.
+//!
+//! - [`Cache::course_page`] serves a page from the first tier that has it fresh, and
+//!   loads it from the [`Source`] once per instance when none has (stampede protection).
+//! - [`Cache::invalidate`] is called after a write commits: the local tier forgets at
+//!   once, Redis gets new generation tokens, and the other instances hear of it on the
+//!   invalidation bus (see `bus`).
+//! - Pages are cached as skeletons with reviewers spliced in from their own fragments
+//!   (see `page`), so a reviewer's change invalidates one fragment, not every page.
+//! - Redis failures cost a timeout at most, then nothing while the breaker is open: reads
+//!   go to the source and writes still succeed; the cache comes back by itself.
+
+mod breaker;
+mod bus;
+mod config;
+mod local;
+mod metrics;
+mod page;
+mod remote;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use prometheus_client::registry::Registry;
+
+pub use config::CacheConfig;
+pub use local::Subject;
+pub use page::{Page, Part, Skeleton};
+
+use local::{Filled, Local};
+use metrics::Metrics;
+use remote::{Lookup, Remote};
+
+/// A page as loaded from the source: its skeleton and the reviewers it shows.
+#[derive(Debug, Clone)]
+pub struct LoadedPage {
+    pub skeleton: Skeleton,
+    pub reviewers: Vec<(i64, Bytes)>,
+}
+
+/// Where pages come from when no tier has them.
+pub trait Source: Sync {
+    type Error: Send + Sync + 'static;
+
+    /// The page of `course` for `variant` (a canonical form of the query), or `None` when
+    /// the course does not exist.
+    fn load_page(
+        &self,
+        course: i64,
+        variant: &str,
+    ) -> impl Future<Output = Result<Option<LoadedPage>, Self::Error>> + Send;
+
+    /// The JSON of each reviewer that exists among `ids`.
+    fn load_reviewers(
+        &self,
+        ids: &[i64],
+    ) -> impl Future<Output = Result<Vec<(i64, Bytes)>, Self::Error>> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("invalid Redis URL: {0}")]
+    RedisUrl(#[from] redis::RedisError),
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    local: Local,
+    remote: Option<Remote>,
+    /// Whether the bus is subscribed, and so whether the in-process tier may serve.
+    bus_up: AtomicBool,
+    metrics: Metrics,
+}
+
+/// Stops the bus task when the last handle to the cache goes.
+#[derive(Debug)]
+struct BusTask(tokio::task::AbortHandle);
+
+impl Drop for BusTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The cache; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+    _bus: Option<Arc<BusTask>>,
+}
+
+impl Cache {
+    /// Builds the cache and, with Redis configured, starts its bus. Never waits for Redis:
+    /// a Redis that is down at start is a Redis that is down.
+    pub fn new(config: &CacheConfig, registry: &mut Registry) -> Result<Self, CacheError> {
+        let metrics = Metrics::new(registry);
+        let instance = rand::random::<u64>();
+        let remote = config
+            .redis_url
+            .as_deref()
+            .map(|url| Remote::new(url, config, metrics.clone(), instance))
+            .transpose()?;
+        let inner = Arc::new(Inner {
+            local: Local::new(config),
+            remote,
+            bus_up: AtomicBool::new(false),
+            metrics,
+        });
+        let bus = match &config.redis_url {
+            Some(url) => {
+                let client = redis::Client::open(url.as_str())?;
+                let task = tokio::spawn(bus::run(client, inner.clone()));
+                Some(Arc::new(BusTask(task.abort_handle())))
+            }
+            None => None,
+        };
+        Ok(Self { inner, _bus: bus })
+    }
+
+    /// Whether the in-process tier is serving (the bus is subscribed).
+    pub fn local_tier_serving(&self) -> bool {
+        self.inner.bus_up.load(Ordering::SeqCst)
+    }
+
+    /// Refreshes the gauges that are read rather than counted.
+    pub fn update_gauges(&self) {
+        let metrics = &self.inner.metrics;
+        metrics
+            .local_bytes
+            .set(i64::try_from(self.inner.local.weighted_size()).unwrap_or(i64::MAX));
+        if let Some(remote) = &self.inner.remote {
+            metrics.breaker_state.set(remote.breaker_state());
+        }
+    }
+
+    /// The page of `course` for `variant`, from the freshest tier that has it.
+    pub async fn course_page<S: Source>(
+        &self,
+        course: i64,
+        variant: &str,
+        source: &S,
+    ) -> Result<Option<Page>, Arc<S::Error>> {
+        let inner = &self.inner;
+        if inner.remote.is_none() {
+            return match source.load_page(course, variant).await.map_err(Arc::new)? {
+                Some(loaded) => {
+                    self.finish(
+                        (course, variant),
+                        &loaded.skeleton,
+                        loaded.reviewers,
+                        source,
+                    )
+                    .await
+                }
+                None => Ok(None),
+            };
+        }
+        let (skeleton, loaded_reviewers) = if self.local_tier_serving() {
+            self.local_page(course, variant, source).await?
+        } else {
+            self.shared_page(course, variant, source).await?
+        };
+        match skeleton {
+            Some(skeleton) => {
+                self.finish((course, variant), &skeleton, loaded_reviewers, source)
+                    .await
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Through the in-process tier: one fill per key at a time, then a freshness check.
+    async fn local_page<S: Source>(
+        &self,
+        course: i64,
+        variant: &str,
+        source: &S,
+    ) -> Result<(Option<Skeleton>, Vec<(i64, Bytes)>), Arc<S::Error>> {
+        let local = &self.inner.local;
+        let key: local::PageKey = (course, Arc::from(variant));
+        let mut loaded_reviewers = Vec::new();
+        for _ in 0..2 {
+            let mut filled_here = false;
+            let entry = local
+                .pages
+                .try_get_with(key.clone(), async {
+                    filled_here = true;
+                    let read_from = local.read_begins();
+                    let (skeleton, reviewers) = self.shared_page(course, variant, source).await?;
+                    loaded_reviewers = reviewers;
+                    Ok::<_, Arc<S::Error>>(Filled::new(skeleton, read_from, local.ttl()))
+                })
+                .await
+                .map_err(|shared: Arc<Arc<S::Error>>| Arc::clone(&*shared))?;
+            if local
+                .is_fresh(Subject::Course(course), entry.read_from)
+                .await
+            {
+                if !filled_here {
+                    self.inner.metrics.hit("local", "page");
+                }
+                return Ok((entry.value.clone(), std::mem::take(&mut loaded_reviewers)));
+            }
+            // Filled from a read older than the course's last invalidation: drop it.
+            local.pages.invalidate(&key).await;
+        }
+        // Invalidated again while refilling: serve this read straight from the tiers below.
+        self.shared_page(course, variant, source).await
+    }
+
+    /// Through Redis (when usable), then the source; stores what it loads in Redis.
+    async fn shared_page<S: Source>(
+        &self,
+        course: i64,
+        variant: &str,
+        source: &S,
+    ) -> Result<(Option<Skeleton>, Vec<(i64, Bytes)>), Arc<S::Error>> {
+        let metrics = &self.inner.metrics;
+        metrics.miss("local", "page");
+        let lookup = match &self.inner.remote {
+            Some(remote) => remote.page(course, variant).await,
+            None => None,
+        };
+        if let Some(Lookup::Hit(skeleton)) = lookup {
+            metrics.hit("redis", "page");
+            return Ok((Some(skeleton), Vec::new()));
+        }
+        metrics.miss("redis", "page");
+        metrics.load("page");
+        let Some(loaded) = source.load_page(course, variant).await.map_err(Arc::new)? else {
+            return Ok((None, Vec::new()));
+        };
+        if let (Some(remote), Some(Lookup::Miss { generation })) = (&self.inner.remote, lookup) {
+            remote
+                .store_page(course, variant, generation, &loaded.skeleton)
+                .await;
+        }
+        Ok((Some(loaded.skeleton), loaded.reviewers))
+    }
+
+    /// Splices the reviewers into the skeleton: from what the load brought, the
+    /// in-process tier, Redis, and last the source.
+    async fn finish<S: Source>(
+        &self,
+        (course, variant): (i64, &str),
+        skeleton: &Skeleton,
+        loaded: Vec<(i64, Bytes)>,
+        source: &S,
+    ) -> Result<Option<Page>, Arc<S::Error>> {
+        let (local, metrics) = (&self.inner.local, &self.inner.metrics);
+        let serving = self.local_tier_serving();
+        let mut found: HashMap<i64, Bytes> = loaded.into_iter().collect();
+        let mut missing = Vec::new();
+        for id in skeleton.reviewers() {
+            if found.contains_key(&id) || missing.contains(&id) {
+                continue;
+            }
+            match local.reviewers.get(&id).await {
+                Some(entry)
+                    if serving && local.is_fresh(Subject::Reviewer(id), entry.read_from).await =>
+                {
+                    metrics.hit("local", "reviewer");
+                    found.insert(id, entry.value.clone());
+                }
+                _ => missing.push(id),
+            }
+        }
+        if !missing.is_empty() {
+            let read_from = local.read_begins();
+            let fetched = self.shared_reviewers(&missing, source).await?;
+            if serving {
+                for (id, json) in &fetched {
+                    local
+                        .reviewers
+                        .insert(*id, Filled::new(json.clone(), read_from, local.ttl()))
+                        .await;
+                }
+            }
+            found.extend(fetched);
+        }
+        if let Some(page) = skeleton.assemble(|id| found.get(&id).map(|b| &b[..])) {
+            return Ok(Some(page));
+        }
+        // A reviewer the skeleton names exists while their review does, so a gap means a
+        // write raced this read: load the page straight from the source.
+        let Some(loaded) = source.load_page(course, variant).await.map_err(Arc::new)? else {
+            return Ok(None);
+        };
+        let found: HashMap<i64, Bytes> = loaded.reviewers.into_iter().collect();
+        Ok(loaded
+            .skeleton
+            .assemble(|id| found.get(&id).map(|b| &b[..])))
+    }
+
+    async fn shared_reviewers<S: Source>(
+        &self,
+        ids: &[i64],
+        source: &S,
+    ) -> Result<Vec<(i64, Bytes)>, Arc<S::Error>> {
+        let metrics = &self.inner.metrics;
+        let lookups = match &self.inner.remote {
+            Some(remote) => remote.reviewers(ids).await,
+            None => None,
+        };
+        let mut found = Vec::with_capacity(ids.len());
+        let mut to_load = Vec::new();
+        let mut generations = Vec::new();
+        match lookups {
+            Some(lookups) => {
+                for (id, lookup) in ids.iter().zip(lookups) {
+                    match lookup {
+                        Lookup::Hit(json) => {
+                            metrics.hit("redis", "reviewer");
+                            found.push((*id, json));
+                        }
+                        Lookup::Miss { generation } => {
+                            metrics.miss("redis", "reviewer");
+                            to_load.push(*id);
+                            generations.push((*id, generation));
+                        }
+                    }
+                }
+            }
+            None => to_load.extend_from_slice(ids),
+        }
+        if !to_load.is_empty() {
+            metrics.load("reviewer");
+            let loaded = source.load_reviewers(&to_load).await.map_err(Arc::new)?;
+            if let Some(remote) = &self.inner.remote {
+                let generation: HashMap<i64, u64> = generations.into_iter().collect();
+                let to_store: Vec<(i64, u64, Bytes)> = loaded
+                    .iter()
+                    .filter_map(|(id, json)| generation.get(id).map(|g| (*id, *g, json.clone())))
+                    .collect();
+                remote.store_reviewers(&to_store).await;
+            }
+            found.extend(loaded);
+        }
+        Ok(found)
+    }
+
+    /// After a write has committed: nothing read before it is served again. Local at
+    /// once; Redis and the other instances before this returns, when Redis is reachable
+    /// (when it is not, the instance keeps the invalidation and sends it before it reads
+    /// from Redis again).
+    pub async fn invalidate(&self, subjects: &[Subject]) {
+        if subjects.is_empty() {
+            return;
+        }
+        for subject in subjects {
+            self.inner.local.invalidate(*subject).await;
+        }
+        if let Some(remote) = &self.inner.remote {
+            remote.invalidate(subjects).await;
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The in-process tier: page skeletons and reviewer fragments in bounded moka caches,
+//! and the invalidation floors that decide whether an entry may still be served.
+//!
+//! Every entry records the sequence number current when the read that filled it began.
+//! An invalidation takes a new sequence number as the floor of its course or reviewer;
+//! an entry filled from a read that began before the floor is stale, even when it was
+//! stored after the invalidation (the slow-reader race). Floors outlive the entries
+//! they guard, so a floor never expires while an entry it condemns could still exist.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use moka::Expiry;
+use moka::future::Cache;
+
+use crate::config::CacheConfig;
+use crate::page::Skeleton;
+
+/// What an invalidation names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Subject {
+    Course(i64),
+    Reviewer(i64),
+}
+
+#[derive(Debug)]
+pub(crate) struct Filled<T> {
+    pub value: T,
+    /// The sequence number when the read that produced `value` began.
+    pub read_from: u64,
+    ttl: Duration,
+}
+
+impl<T> Filled<T> {
+    pub fn new(value: T, read_from: u64, ttl: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            value,
+            read_from,
+            ttl,
+        })
+    }
+}
+
+/// Each entry's own (jittered) time to live.
+struct OwnTtl;
+
+impl<K, T> Expiry<K, Arc<Filled<T>>> for OwnTtl {
+    fn expire_after_create(&self, _: &K, value: &Arc<Filled<T>>, _: Instant) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+pub(crate) type PageKey = (i64, Arc<str>);
+
+#[derive(Debug)]
+pub(crate) struct Local {
+    sequence: AtomicU64,
+    /// Entries filled from reads that began before this are stale: raised when the
+    /// invalidation bus reconnects, since messages may have been missed meanwhile.
+    global_floor: AtomicU64,
+    floors: Cache<Subject, u64>,
+    /// `None` remembers that the course does not exist.
+    pub pages: Cache<PageKey, Arc<Filled<Option<Skeleton>>>>,
+    pub reviewers: Cache<i64, Arc<Filled<Bytes>>>,
+    config: CacheConfig,
+}
+
+impl Local {
+    pub fn new(config: &CacheConfig) -> Self {
+        let pages = Cache::builder()
+            .max_capacity(config.local_bytes / 2)
+            .weigher(|key: &PageKey, entry: &Arc<Filled<Option<Skeleton>>>| {
+                let weight = entry.value.as_ref().map_or(0, Skeleton::weight);
+                u32::try_from(key.1.len() + weight + 32).unwrap_or(u32::MAX)
+            })
+            .expire_after(OwnTtl)
+            .build();
+        let reviewers = Cache::builder()
+            .max_capacity(config.local_bytes / 2)
+            .weigher(|_: &i64, entry: &Arc<Filled<Bytes>>| {
+                u32::try_from(entry.value.len() + 32).unwrap_or(u32::MAX)
+            })
+            .expire_after(OwnTtl)
+            .build();
+        // Longer than any entry's TTL, and never evicted for size.
+        let floors = Cache::builder().time_to_live(config.local_ttl * 2).build();
+        Self {
+            sequence: AtomicU64::new(1),
+            global_floor: AtomicU64::new(0),
+            floors,
+            pages,
+            reviewers,
+            config: config.clone(),
+        }
+    }
+
+    /// Call before reading from Redis or the source; the result goes into `fill`.
+    pub fn read_begins(&self) -> u64 {
+        self.sequence.load(Ordering::SeqCst)
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.config.jittered(self.config.local_ttl)
+    }
+
+    /// Whether an entry read from `read_from` may be served for `subject`.
+    pub async fn is_fresh(&self, subject: Subject, read_from: u64) -> bool {
+        let floor = self.floors.get(&subject).await.unwrap_or(0);
+        read_from >= floor.max(self.global_floor.load(Ordering::SeqCst))
+    }
+
+    pub async fn invalidate(&self, subject: Subject) {
+        let floor = self.sequence.fetch_add(1, Ordering::SeqCst) + 1;
+        self.floors.insert(subject, floor).await;
+        if let Subject::Reviewer(id) = subject {
+            self.reviewers.invalidate(&id).await;
+        }
+    }
+
+    /// Condemns everything read so far, and frees its memory.
+    pub fn invalidate_all(&self) {
+        let floor = self.sequence.fetch_add(1, Ordering::SeqCst) + 1;
+        self.global_floor.store(floor, Ordering::SeqCst);
+        self.pages.invalidate_all();
+        self.reviewers.invalidate_all();
+    }
+
+    pub fn weighted_size(&self) -> u64 {
+        self.pages.weighted_size() + self.reviewers.weighted_size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_entry_read_before_an_invalidation_is_stale_even_if_stored_after_it() {
+        let local = Local::new(&CacheConfig::default());
+        let course = Subject::Course(1);
+        let slow_reader = local.read_begins();
+        local.invalidate(course).await;
+        let late_reader = local.read_begins();
+        assert!(!local.is_fresh(course, slow_reader).await);
+        assert!(local.is_fresh(course, late_reader).await);
+        assert!(
+            local.is_fresh(Subject::Course(2), slow_reader).await,
+            "other courses are untouched"
+        );
+        local.invalidate_all();
+        assert!(!local.is_fresh(Subject::Course(2), late_reader).await);
+    }
+}
