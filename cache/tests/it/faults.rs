@@ -1,0 +1,173 @@
+//! Redis killed, restarted and its subscriptions cut: reads go on, nothing stale is served.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use courser_cache::Subject;
+
+use crate::helpers::{Instance, Store, config, prefix, read};
+
+/// A Redis server of the test's own, on a port of its own.
+struct Redis {
+    port: u16,
+    process: Option<Child>,
+}
+
+impl Redis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Self {
+            port,
+            process: None,
+        };
+        redis.restart();
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let port = self.port.to_string();
+        let args = [
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ];
+        let child = Command::new("redis-server")
+            .args(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test installs it)");
+        self.process = Some(child);
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn until(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < Duration::from_secs(5), "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn with_redis_killed_reads_and_writes_go_on_and_the_cache_comes_back_with_it() {
+    let mut redis = Redis::start();
+    let a = Instance::new(&config(&redis.url(), &prefix()))
+        .ready()
+        .await;
+    let store = Store::with_page(1, "v1");
+    read(&a.cache, 1, &store).await;
+
+    redis.kill();
+    until("the bus notices", || !a.cache.local_tier_serving()).await;
+    store.set_page(1, "v2");
+    a.cache.invalidate(&[Subject::Course(1)]).await; // must neither fail nor hang
+    let start = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(
+            read(&a.cache, 1, &store).await.as_deref(),
+            Some(r#"["v2"]"#)
+        );
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "a dead Redis must cost next to nothing"
+    );
+    assert!(a.metric("cache_redis_errors_total") >= 1.0);
+    assert_eq!(a.metric("cache_breaker_state"), 2.0, "open");
+
+    redis.restart();
+    until("the bus resubscribes", || a.cache.local_tier_serving()).await;
+    // The next misses probe Redis; once one gets through, the breaker closes.
+    let start = Instant::now();
+    let mut course = 10;
+    while a.metric("cache_breaker_state") != 0.0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the breaker never closed"
+        );
+        course += 1;
+        store.set_page(course, "fresh");
+        read(&a.cache, course, &store).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    course += 1;
+    store.set_page(course, "shared");
+    read(&a.cache, course, &store).await;
+    let loads = store.loads();
+    for _ in 0..5 {
+        assert_eq!(
+            read(&a.cache, course, &store).await.as_deref(),
+            Some(r#"["shared"]"#)
+        );
+    }
+    assert_eq!(store.loads(), loads, "the local tier serves again");
+}
+
+#[tokio::test]
+async fn an_instance_whose_subscription_is_cut_serves_nothing_stale() {
+    let redis = Redis::start();
+    let config = config(&redis.url(), &prefix());
+    let a = Instance::new(&config).ready().await;
+    let b = Instance::new(&config).ready().await;
+    let store = Store::with_page(1, "v1");
+    read(&a.cache, 1, &store).await;
+    read(&a.cache, 1, &store).await;
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(killed, 2);
+    // A write on b while a may be deaf: a must not keep serving v1 past the bound.
+    store.set_page(1, "v2");
+    b.cache.invalidate(&[Subject::Course(1)]).await;
+    let start = Instant::now();
+    while read(&a.cache, 1, &store).await.as_deref() != Some(r#"["v2"]"#) {
+        assert!(
+            start.elapsed() < Duration::from_millis(100),
+            "a served v1 for {:?}",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    until("a resubscribes", || a.cache.local_tier_serving()).await;
+}
