@@ -133,6 +133,17 @@ pub async fn spawn_app_with(config: Config, test_db: TestDb) -> TestApp {
 }
 
 impl TestApp {
+    /// Another instance of the api on the same database and Redis prefix, as a second
+    /// process behind the proxy would be; returns its address.
+    pub async fn another_instance(&self) -> SocketAddr {
+        let app = Application::build(&self.config)
+            .await
+            .expect("application builds");
+        let addr = app.local_addr().unwrap();
+        tokio::spawn(app.run_until_stopped(std::future::pending()));
+        addr
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -10,6 +10,7 @@
 mod helpers;
 
 mod auth;
+mod cache;
 mod concurrency;
 mod course_page;
 mod e2e;
