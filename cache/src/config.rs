@@ -12,7 +12,8 @@ pub struct CacheConfig {
     /// Prefix of every Redis key and of the channel, so several stacks (or tests) can
     /// share one Redis.
     pub key_prefix: String,
-    /// Most bytes of page skeletons and reviewer fragments kept in process.
+    /// Most bytes of page skeletons and reviewer fragments kept in process; 0 turns the
+    /// in-process tier off (every read goes to Redis).
     pub local_bytes: u64,
     /// How long an in-process entry may live.
     pub local_ttl: Duration,

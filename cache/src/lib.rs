@@ -71,6 +71,7 @@ pub enum CacheError {
 pub(crate) struct Inner {
     local: Local,
     remote: Option<Remote>,
+    local_on: bool,
     /// Whether the bus is subscribed, and so whether the in-process tier may serve.
     bus_up: AtomicBool,
     metrics: Metrics,
@@ -107,6 +108,7 @@ impl Cache {
         let inner = Arc::new(Inner {
             local: Local::new(config),
             remote,
+            local_on: config.local_bytes > 0,
             bus_up: AtomicBool::new(false),
             metrics,
         });
@@ -121,9 +123,9 @@ impl Cache {
         Ok(Self { inner, _bus: bus })
     }
 
-    /// Whether the in-process tier is serving (the bus is subscribed).
+    /// Whether the in-process tier is serving: it is on, and the bus is subscribed.
     pub fn local_tier_serving(&self) -> bool {
-        self.inner.bus_up.load(Ordering::SeqCst)
+        self.inner.local_on && self.inner.bus_up.load(Ordering::SeqCst)
     }
 
     /// Refreshes the gauges that are read rather than counted.
