@@ -1,0 +1,237 @@
+//! Prometheus metrics of the proxy, served on the admin port.
+//!
+//! Labels are bounded: `backend` takes one value per configured backend (series of a
+//! removed backend are dropped at reload) plus `none` for answers the proxy gave itself,
+//! `class` one of `1xx`..`5xx` or `error` (no response), `reason` a fixed set. Handles
+//! are resolved when a backend is added so that the request path only bumps atomics.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, text::encode};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    backend: Arc<str>,
+    class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabel {
+    backend: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
+
+/// Why a request was sent again.
+#[derive(Clone, Copy, Debug)]
+pub enum RetryReason {
+    /// The connect failed: nothing was sent.
+    Connect,
+    /// The connection broke before any response byte.
+    Reset,
+    /// A GET/HEAD timed out and was tried once more.
+    Timeout,
+}
+
+/// Counters of one backend, resolved once.
+#[derive(Clone, Debug)]
+pub struct BackendMetrics {
+    requests: [Counter; 6],
+    /// Times the outlier tracker ejected it.
+    pub ejections: Counter,
+}
+
+impl BackendMetrics {
+    /// Counts a finished request by status (0: no response).
+    pub fn observe(&self, status: u16) {
+        self.requests[class_index(status)].inc();
+    }
+}
+
+fn class_index(status: u16) -> usize {
+    match status {
+        100..=599 => usize::from(status / 100 - 1),
+        _ => 5,
+    }
+}
+
+/// Every metric of the proxy.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    ejections: Family<BackendLabel, Counter>,
+    backend_up: Family<BackendLabel, Gauge>,
+    in_flight: Family<BackendLabel, Gauge>,
+    retries: [Counter; 3],
+    /// Requests answered 429 by the per-client rate limit.
+    pub rate_limited: Counter,
+    /// Latency of every request, from its header being read to its end.
+    pub duration: Histogram,
+    /// Counters of answers the proxy gave without a backend (`backend="none"`).
+    pub own: BackendMetrics,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers everything.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "courser_proxy_requests",
+            "Requests finished, by backend and status class",
+            requests.clone(),
+        );
+        let duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "courser_proxy_request_duration_seconds",
+            "Time from request header to the end of the response",
+            duration.clone(),
+        );
+        let retries_family = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "courser_proxy_retries",
+            "Requests sent again to another backend, by reason",
+            retries_family.clone(),
+        );
+        let retries = ["connect", "reset", "timeout"].map(|reason| {
+            retries_family
+                .get_or_create(&ReasonLabel { reason })
+                .clone()
+        });
+        let ejections = Family::<BackendLabel, Counter>::default();
+        registry.register(
+            "courser_proxy_ejections",
+            "Backends ejected by passive health (connect failures, 5xx bursts)",
+            ejections.clone(),
+        );
+        let backend_up = Family::<BackendLabel, Gauge>::default();
+        registry.register(
+            "courser_proxy_backend_up",
+            "1 when the backend passes active checks and is not ejected",
+            backend_up.clone(),
+        );
+        let in_flight = Family::<BackendLabel, Gauge>::default();
+        registry.register(
+            "courser_proxy_backend_in_flight",
+            "Requests in flight to the backend",
+            in_flight.clone(),
+        );
+        let rate_limited = Counter::default();
+        registry.register(
+            "courser_proxy_rate_limited",
+            "Requests refused with 429 by the per-client rate limit",
+            rate_limited.clone(),
+        );
+        let own = BackendMetrics {
+            requests: CLASSES.map(|class| {
+                requests
+                    .get_or_create(&RequestLabels {
+                        backend: Arc::from("none"),
+                        class,
+                    })
+                    .clone()
+            }),
+            ejections: Counter::default(),
+        };
+        Self {
+            registry,
+            requests,
+            ejections,
+            backend_up,
+            in_flight,
+            retries,
+            rate_limited,
+            duration,
+            own,
+        }
+    }
+
+    /// Resolves the handles of a backend.
+    pub fn backend(&self, label: &Arc<str>) -> BackendMetrics {
+        BackendMetrics {
+            requests: CLASSES.map(|class| {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        backend: label.clone(),
+                        class,
+                    })
+                    .clone()
+            }),
+            ejections: self
+                .ejections
+                .get_or_create(&BackendLabel {
+                    backend: label.clone(),
+                })
+                .clone(),
+        }
+    }
+
+    /// Drops the series of a backend that left the configuration.
+    pub fn forget_backend(&self, label: &Arc<str>) {
+        for class in CLASSES {
+            self.requests.remove(&RequestLabels {
+                backend: label.clone(),
+                class,
+            });
+        }
+        let label = BackendLabel {
+            backend: label.clone(),
+        };
+        self.ejections.remove(&label);
+        self.backend_up.remove(&label);
+        self.in_flight.remove(&label);
+    }
+
+    /// Counts one retry.
+    pub fn retry(&self, reason: RetryReason) {
+        self.retries[reason as usize].inc();
+    }
+
+    /// Renders the text exposition, after setting the per-backend gauges from
+    /// `(label, up, in_flight)` of every current backend.
+    pub fn render(&self, backends: impl IntoIterator<Item = (Arc<str>, bool, usize)>) -> String {
+        self.backend_up.clear();
+        self.in_flight.clear();
+        for (backend, up, in_flight) in backends {
+            let label = BackendLabel { backend };
+            self.backend_up.get_or_create(&label).set(i64::from(up));
+            self.in_flight
+                .get_or_create(&label)
+                .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+        }
+        let mut out = String::with_capacity(8 * 1024);
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_fall_into_their_class() {
+        assert_eq!(CLASSES[class_index(204)], "2xx");
+        assert_eq!(CLASSES[class_index(503)], "5xx");
+        assert_eq!(CLASSES[class_index(0)], "error");
+    }
+}
