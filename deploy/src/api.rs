@@ -1,0 +1,181 @@
+//! The `courser-api` instances: migrating the database with the same binary, starting
+//! the four instances in the background, waiting until they are ready, stopping them,
+//! and asking them for their health.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use crate::layout::Layout;
+use crate::process::{self, Managed};
+
+/// The binary's file name, as found next to `courser` or on PATH.
+pub const PROGRAM: &str = "courser-api";
+/// One instance per port, all on 127.0.0.1; the proxy will spread traffic over them.
+pub const PORTS: [u16; 4] = [3001, 3002, 3003, 3004];
+/// How long an instance may take to answer `/readyz` with 200.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One api instance of the stack.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub port: u16,
+    pub process: Managed,
+}
+
+impl Instance {
+    pub fn all(layout: &Layout) -> Vec<Self> {
+        PORTS
+            .iter()
+            .map(|&port| Self {
+                port,
+                process: Managed::new(
+                    &format!("api-{port}"),
+                    PROGRAM,
+                    &layout.run(),
+                    &layout.logs(),
+                ),
+            })
+            .collect()
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address())
+    }
+}
+
+/// Runs `courser-api migrate` against `database_url`; its output is shown on failure.
+pub fn migrate(bin: &Path, database_url: &str) -> anyhow::Result<()> {
+    println!("migrating {database_url}");
+    let output = Command::new(bin)
+        .arg("migrate")
+        .env("COURSER_DATABASE_URL", database_url)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", bin.display()))?;
+    if !output.status.success() {
+        bail!(
+            "`{} migrate` failed ({}):\n{}{}",
+            bin.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Starts every instance that is not running, then waits until all are ready.
+pub async fn start_all(
+    layout: &Layout,
+    bin: &Path,
+    database_url: &str,
+    key: &str,
+) -> anyhow::Result<()> {
+    let client = http_client()?;
+    let mut started: Vec<(Instance, Option<Child>)> = Vec::new();
+    for instance in Instance::all(layout) {
+        if let Some(pid) = instance.process.running_pid() {
+            println!("{} already running (pid {pid})", instance.process.name);
+            started.push((instance, None));
+            continue;
+        }
+        let mut command = Command::new(bin);
+        command
+            .arg("serve")
+            .env("COURSER_LISTEN", instance.address())
+            .env("COURSER_DATABASE_URL", database_url)
+            .env("COURSER_API_KEYS", key)
+            .env("COURSER_REDIS_URL", layout.redis_url());
+        let child = instance.process.spawn(command)?;
+        println!(
+            "started {} (pid {}) on {}",
+            instance.process.name,
+            child.id(),
+            instance.address()
+        );
+        started.push((instance, Some(child)));
+    }
+    for (instance, mut child) in started {
+        wait_ready(&client, &instance, child.as_mut()).await?;
+    }
+    Ok(())
+}
+
+/// Polls `/readyz` until it answers 200; fails with the end of the instance's log if it
+/// exits or does not become ready in time.
+async fn wait_ready(
+    client: &reqwest::Client,
+    instance: &Instance,
+    mut child: Option<&mut Child>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let url = format!("{}/readyz", instance.url());
+    let log = &instance.process.log_file;
+    loop {
+        if let Some(child) = child.as_deref_mut()
+            && let Some(status) = child.try_wait()?
+        {
+            bail!(
+                "{} exited ({status}) before it was ready; last lines of {}:\n{}",
+                instance.process.name,
+                log.display(),
+                process::tail(log, 20)
+            );
+        }
+        if let Ok(response) = client.get(&url).send().await
+            && response.status() == reqwest::StatusCode::OK
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{} did not answer GET /readyz with 200 within {} s; last lines of {}:\n{}",
+                instance.process.name,
+                READY_TIMEOUT.as_secs(),
+                log.display(),
+                process::tail(log, 20)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Stops every instance; prints what it stopped.
+pub async fn stop_all(layout: &Layout) -> anyhow::Result<()> {
+    for instance in Instance::all(layout) {
+        if let Some(pid) = instance.process.stop().await? {
+            println!("stopped {} (pid {pid})", instance.process.name);
+        }
+    }
+    Ok(())
+}
+
+/// The HTTP status of `GET path`, or a short reason it did not answer.
+pub async fn probe(
+    client: &reqwest::Client,
+    instance: &Instance,
+    path: &str,
+) -> Result<u16, String> {
+    match client.get(format!("{}{path}", instance.url())).send().await {
+        Ok(response) => Ok(response.status().as_u16()),
+        Err(err) if err.is_timeout() => Err("timeout".into()),
+        Err(err) if err.is_connect() => Err("refused".into()),
+        Err(_) => Err("error".into()),
+    }
+}
+
+/// A client for local health checks: short timeouts, never through a proxy.
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .no_proxy()
+        .build()
+        .context("cannot build an HTTP client")
+}

@@ -1,0 +1,81 @@
+//! `courser`: runs the Courser stack on this machine (`up`, `down`, `status`, `env`) and
+//! loads demo data (`seed`).
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use courser::layout::Layout;
+use courser::stack::{self, UpOptions};
+use courser::{postgres, seed};
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Runs the Courser stack on this machine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start Postgres (installing it if needed), migrate, load demo data into an empty
+    /// database, and start four api instances on 127.0.0.1:3001–3004.
+    Up {
+        /// Only Postgres and the empty `courser` database (what the tests need).
+        #[arg(long)]
+        only_services: bool,
+    },
+    /// Stop the apis and Postgres.
+    Down,
+    /// One line per process; exits non-zero if anything is down.
+    Status,
+    /// Print `export` lines: `eval "$(courser env)"`.
+    Env,
+    /// Generate a deterministic data set and load it with COPY.
+    Seed {
+        /// Fraction of the full data set (10M courses, 10M reviewers, 150M reviews).
+        #[arg(long, default_value_t = seed::DEFAULT_SCALE)]
+        scale: f64,
+        /// Random seed; the same seed and scale give the same data.
+        #[arg(long, default_value_t = seed::DEFAULT_SEED)]
+        seed: u64,
+        /// Database to load (default: the local stack's `courser` database).
+        #[arg(long, env = "COURSER_DATABASE_URL")]
+        database_url: Option<String>,
+        /// Empty ratings, reviewers and reviews first if they hold data.
+        #[arg(long)]
+        reset: bool,
+    },
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let layout = Layout::from_env()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Up { only_services } => {
+                stack::up(&layout, UpOptions { only_services }).await?
+            }
+            Command::Down => stack::down(&layout).await?,
+            Command::Status => return stack::status(&layout).await,
+            Command::Env => print!("{}", stack::env(&layout)),
+            Command::Seed {
+                scale,
+                seed,
+                database_url,
+                reset,
+            } => {
+                let spec = seed::Spec::from_scale(scale, seed)?;
+                let url = database_url.unwrap_or_else(|| layout.database_url());
+                let mut conn = postgres::connect(&url).await?;
+                println!("generating and loading {spec}");
+                println!("{}", seed::load(&mut conn, &spec, reset).await?);
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

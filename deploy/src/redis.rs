@@ -1,0 +1,90 @@
+//! The private Redis: the cache's shared tier and invalidation bus, on its own port and
+//! keeping nothing on disk (a restarted Redis is an empty cache, which the cache expects).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::binaries;
+use crate::layout::Layout;
+use crate::process::{self, Managed};
+
+pub const PROGRAM: &str = "redis-server";
+
+/// The Redis process of the stack.
+pub fn managed(layout: &Layout) -> Managed {
+    Managed::new("redis", PROGRAM, &layout.run(), &layout.logs())
+}
+
+/// `redis-server`, installed with apt-get if missing and possible.
+pub fn ensure_installed() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = binaries::on_path(PROGRAM) {
+        return Ok(bin);
+    }
+    if binaries::apt_install("redis-server", "Redis")?
+        && let Some(bin) = binaries::on_path(PROGRAM)
+    {
+        return Ok(bin);
+    }
+    bail!(
+        "`{PROGRAM}` was not found; install Debian's `redis-server` package: sudo apt-get install redis-server"
+    )
+}
+
+/// Starts Redis unless it runs, then waits until it answers PING.
+pub async fn start(layout: &Layout, bin: &PathBuf) -> anyhow::Result<()> {
+    let redis = managed(layout);
+    if let Some(pid) = redis.running_pid() {
+        println!("redis already running (pid {pid})");
+        return Ok(());
+    }
+    let mut command = Command::new(bin);
+    command.args([
+        "--port",
+        &layout.redis_port.to_string(),
+        "--bind",
+        "127.0.0.1",
+    ]);
+    command
+        .args(["--save", "", "--appendonly", "no", "--dir"])
+        .arg(layout.run());
+    let mut child = redis.spawn(command)?;
+    println!(
+        "started redis (pid {}) on 127.0.0.1:{}",
+        child.id(),
+        layout.redis_port
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ping(layout.redis_port).await.is_err() {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "redis exited ({status}); last lines of its log:\n{}",
+                process::tail(&redis.log_file, 20)
+            );
+        }
+        if Instant::now() >= deadline {
+            bail!("redis did not answer PING within 10 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// `PING` over a plain connection: `+PONG` or an error.
+pub async fn ping(port: u16) -> anyhow::Result<()> {
+    let mut stream = tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::net::TcpStream::connect(("127.0.0.1", port)),
+    )
+    .await??;
+    stream.write_all(b"PING\r\n").await?;
+    let mut reply = [0u8; 7];
+    tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut reply)).await??;
+    if &reply != b"+PONG\r\n" {
+        bail!("unexpected reply {:?}", String::from_utf8_lossy(&reply));
+    }
+    Ok(())
+}

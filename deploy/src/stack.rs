@@ -1,0 +1,226 @@
+//! The commands over the whole stack, `up`, `down`, `status` and `env`: each service in
+//! its order (Postgres and Redis, then the database, migrations, demo data, the apis,
+//! and the proxy in front of them).
+//! A new service is a module with start/stop/status and a line in each of these.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::api::{self, Instance};
+use crate::layout::Layout;
+use crate::postgres::{self, Binaries, Cluster};
+use crate::{apikey, binaries, proxy, redis, seed};
+
+/// The application database the apis use.
+const DATABASE: &str = "courser";
+
+/// What `up` starts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpOptions {
+    /// Only the backing services (Postgres with the empty database, and Redis): what
+    /// the tests need.
+    pub only_services: bool,
+}
+
+/// Starts whatever is not running yet and prints where everything is.
+pub async fn up(layout: &Layout, options: UpOptions) -> anyhow::Result<()> {
+    layout.create_dirs()?;
+    let database_url = layout.database_url();
+
+    let bin = Binaries::ensure_installed()?;
+    let cluster = Cluster::for_up(layout)?;
+    cluster.start(&bin)?;
+    let mut admin = postgres::connect(&layout.admin_database_url()).await?;
+    if postgres::create_database(&mut admin, DATABASE).await? {
+        println!("created database `{DATABASE}`");
+    }
+    redis::start(layout, &redis::ensure_installed()?).await?;
+    if options.only_services {
+        println!("\nPostgres  {database_url}");
+        println!(
+            "          (data {}, log {})",
+            cluster.data_dir.display(),
+            cluster.log_file.display()
+        );
+        println!("Redis     {}", layout.redis_url());
+        return Ok(());
+    }
+
+    let api_bin = binaries::find(api::PROGRAM)?;
+    api::migrate(&api_bin, &database_url)?;
+    let mut db = postgres::connect(&database_url).await?;
+    if seed::is_empty(&mut db).await? {
+        let spec = seed::Spec::from_scale(seed::DEFAULT_SCALE, seed::DEFAULT_SEED)?;
+        println!("loading demo data ({spec})");
+        let summary = seed::load(&mut db, &spec, false).await?;
+        println!("{summary}");
+    }
+    let key = apikey::ensure(&layout.api_key_file())?;
+    api::start_all(layout, &api_bin, &database_url, &key).await?;
+    proxy::start(layout, &binaries::find(proxy::PROGRAM)?).await?;
+
+    print_summary(layout, &cluster);
+    Ok(())
+}
+
+fn print_summary(layout: &Layout, cluster: &Cluster) {
+    let instances = Instance::all(layout);
+    let key_file = layout.api_key_file();
+    println!("\nCourser is up.");
+    println!(
+        "  Postgres  {}  (data {})",
+        layout.database_url(),
+        cluster.data_dir.display()
+    );
+    println!("  Redis     {}", layout.redis_url());
+    for instance in &instances {
+        println!("  {}  {}", instance.process.name, instance.url());
+    }
+    println!(
+        "  proxy     http://{}  (metrics http://{}/metrics)",
+        proxy::LISTEN,
+        proxy::METRICS_LISTEN
+    );
+    println!("  write key {}", key_file.display());
+    println!(
+        "  logs      {}  (Postgres: {})",
+        layout.logs().display(),
+        cluster.log_file.display()
+    );
+    let url = format!("http://{}", proxy::LISTEN);
+    println!("\nTry:");
+    println!("  curl -s {url}/rating/1");
+    println!("  curl -s '{url}/course/1/reviews?sort=helpful&limit=5'");
+    println!(
+        "  curl -s -X POST {url}/review -H \"Authorization: Bearer $(cat {})\" \\\n       \
+         -H 'Content-Type: application/json' \\\n       \
+         -d '{{\"course_id\": 1, \"reviewer_id\": 1, \"rating\": 4.5, \"comment\": \"Clear and well paced.\"}}'",
+        key_file.display()
+    );
+    println!("  courser status; courser down");
+}
+
+/// Stops the proxy, the apis, Redis, then Postgres. Stopping what is not running is not
+/// an error.
+pub async fn down(layout: &Layout) -> anyhow::Result<()> {
+    let proxy = proxy::managed(layout);
+    if let Some(pid) = proxy.stop().await? {
+        println!("stopped proxy (pid {pid})");
+    }
+    api::stop_all(layout).await?;
+    let redis = redis::managed(layout);
+    if let Some(pid) = redis.stop().await? {
+        println!("stopped redis (pid {pid})");
+    }
+    if let Some(cluster) = Cluster::existing(layout)? {
+        let bin = Binaries::find()
+            .context("PostgreSQL server binaries are gone; cannot stop the cluster with pg_ctl")?;
+        if let Some(pid) = cluster.stop(&bin)? {
+            println!("stopped Postgres (pid {pid})");
+        }
+    }
+    println!("Courser is down.");
+    Ok(())
+}
+
+/// One line per process; fails (exit code 1) if anything is down.
+pub async fn status(layout: &Layout) -> anyhow::Result<ExitCode> {
+    let mut all_up = true;
+    let mut line = |name: &str, pid: Option<u32>, address: &str, health: String, up: bool| {
+        all_up &= up;
+        let pid = pid.map_or_else(|| "stopped".to_owned(), |pid| pid.to_string());
+        println!("{name:<10} {pid:<8} {address:<16} {health}");
+    };
+
+    let pg_address = format!("127.0.0.1:{}", layout.pg_port);
+    let pg_pid = Cluster::existing(layout)?.and_then(|cluster| cluster.pid());
+    match postgres::ping(&layout.database_url()).await {
+        Ok(()) => line("postgres", pg_pid, &pg_address, "SELECT 1 ok".into(), true),
+        Err(err) => line(
+            "postgres",
+            pg_pid,
+            &pg_address,
+            format!("down: {}", first_line(&err)),
+            false,
+        ),
+    }
+
+    let redis_address = format!("127.0.0.1:{}", layout.redis_port);
+    let redis_pid = redis::managed(layout).running_pid();
+    match redis::ping(layout.redis_port).await {
+        Ok(()) => line("redis", redis_pid, &redis_address, "PING ok".into(), true),
+        Err(err) => line(
+            "redis",
+            redis_pid,
+            &redis_address,
+            format!("down: {}", first_line(&err)),
+            false,
+        ),
+    }
+
+    let client = api::http_client()?;
+    let proxy_pid = proxy::managed(layout).running_pid();
+    let forwarded = client
+        .get(format!("http://{}/healthz", proxy::LISTEN))
+        .send()
+        .await;
+    match forwarded {
+        Ok(response) if response.status().is_success() => {
+            line(
+                "proxy",
+                proxy_pid,
+                proxy::LISTEN,
+                "forwards /healthz".into(),
+                true,
+            );
+        }
+        Ok(response) => line(
+            "proxy",
+            proxy_pid,
+            proxy::LISTEN,
+            format!("answers {}", response.status()),
+            false,
+        ),
+        Err(_) => line(
+            "proxy",
+            proxy_pid,
+            proxy::LISTEN,
+            "not answering".into(),
+            false,
+        ),
+    }
+    for instance in Instance::all(layout) {
+        let pid = instance.process.running_pid();
+        let healthz = api::probe(&client, &instance, "/healthz").await;
+        let readyz = api::probe(&client, &instance, "/readyz").await;
+        let show = |result: &Result<u16, String>| match result {
+            Ok(code) => code.to_string(),
+            Err(reason) => reason.clone(),
+        };
+        let up = pid.is_some() && healthz == Ok(200) && readyz == Ok(200);
+        let health = format!("healthz {} readyz {}", show(&healthz), show(&readyz));
+        line(&instance.process.name, pid, &instance.address(), health, up);
+    }
+    Ok(if all_up {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn first_line(err: &anyhow::Error) -> String {
+    let text = format!("{err:#}");
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+/// `export` lines for `eval "$(courser env)"`.
+pub fn env(layout: &Layout) -> String {
+    format!(
+        "export COURSER_DATABASE_URL='{}'\nexport COURSER_TEST_DATABASE_URL='{}'\n\
+         export COURSER_REDIS_URL='{redis}'\nexport COURSER_TEST_REDIS_URL='{redis}'\n",
+        layout.database_url(),
+        layout.admin_database_url(),
+        redis = layout.redis_url(),
+    )
+}
