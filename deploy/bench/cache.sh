@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y wrk >/dev/null; }
-cargo build --release --bins --quiet
+cargo build --release -p courser-api -p courser --quiet
 bin=target/release
 $bin/courser up --only-services >/dev/null
 eval "$($bin/courser env)"
