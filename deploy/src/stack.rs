@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use crate::api::{self, Instance};
 use crate::layout::Layout;
 use crate::postgres::{self, Binaries, Cluster};
-use crate::{apikey, binaries, proxy, redis, seed};
+use crate::{apikey, binaries, prometheus, proxy, redis, seed};
 
 /// The application database the apis use.
 const DATABASE: &str = "courser";
@@ -59,6 +59,8 @@ pub async fn up(layout: &Layout, options: UpOptions) -> anyhow::Result<()> {
     let key = apikey::ensure(&layout.api_key_file())?;
     api::start_all(layout, &api_bin, &database_url, &key).await?;
     proxy::start(layout, &binaries::find(proxy::PROGRAM)?).await?;
+    let scrape_config = prometheus::config_file(layout)?;
+    prometheus::start(layout, &prometheus::ensure_installed()?, &scrape_config).await?;
 
     print_summary(layout, &cluster);
     Ok(())
@@ -82,6 +84,10 @@ fn print_summary(layout: &Layout, cluster: &Cluster) {
         proxy::LISTEN,
         proxy::METRICS_LISTEN
     );
+    println!(
+        "  Prometheus http://{}  (dashboards in dashboards/grafana)",
+        prometheus::LISTEN
+    );
     println!("  write key {}", key_file.display());
     println!(
         "  logs      {}  (Postgres: {})",
@@ -101,12 +107,13 @@ fn print_summary(layout: &Layout, cluster: &Cluster) {
     println!("  courser status; courser down");
 }
 
-/// Stops the proxy, the apis, Redis, then Postgres. Stopping what is not running is not
+/// Stops Prometheus, the proxy, the apis, Redis, then Postgres. Stopping what is not running is not
 /// an error.
 pub async fn down(layout: &Layout) -> anyhow::Result<()> {
-    let proxy = proxy::managed(layout);
-    if let Some(pid) = proxy.stop().await? {
-        println!("stopped proxy (pid {pid})");
+    for managed in [prometheus::managed(layout), proxy::managed(layout)] {
+        if let Some(pid) = managed.stop().await? {
+            println!("stopped {} (pid {pid})", managed.name);
+        }
     }
     api::stop_all(layout).await?;
     let redis = redis::managed(layout);
@@ -190,6 +197,24 @@ pub async fn status(layout: &Layout) -> anyhow::Result<ExitCode> {
             false,
         ),
     }
+    let prometheus_pid = prometheus::managed(layout).running_pid();
+    let ready = client
+        .get(format!("http://{}/-/ready", prometheus::LISTEN))
+        .send()
+        .await;
+    let prometheus_up = ready.is_ok_and(|r| r.status().is_success());
+    let health = if prometheus_up {
+        "ready"
+    } else {
+        "not answering"
+    };
+    line(
+        "prometheus",
+        prometheus_pid,
+        prometheus::LISTEN,
+        health.into(),
+        prometheus_up,
+    );
     for instance in Instance::all(layout) {
         let pid = instance.process.running_pid();
         let healthz = api::probe(&client, &instance, "/healthz").await;
