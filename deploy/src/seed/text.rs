@@ -247,9 +247,6 @@ mod tests {
         let median = lengths[lengths.len() / 2];
         let mean = lengths.iter().sum::<usize>() as f64 / lengths.len() as f64;
         let max = lengths[lengths.len() - 1];
-        eprintln!("STATS median {median} mean {mean} max {max}");
-        eprintln!("STATS median {median} mean {mean} max {max}");
-        eprintln!("STATS median {median} mean {mean} max {max}");
         assert!((65..=95).contains(&median), "median {median}");
         assert!((125.0..=175.0).contains(&mean), "mean {mean}");
         assert!(max <= MAX_COMMENT && max > 700, "max {max}");
