@@ -6,13 +6,19 @@
 #
 # Needs: nginx and wrk (apt-get install -y nginx wrk), a release build of courser-proxy
 # (cargo build --release -p courser-proxy; CARGO_TARGET_DIR is honoured).
-# Usage: proxy/bench/p1.sh            (DURATION=10 CONNECTIONS=64 ACCESS_LOG=false)
+# Usage: proxy/bench/p1.sh            (DURATION=10 CONNECTIONS=64 ACCESS_LOG=false RUNS=3)
+#   PROXY_BINS="/path/a /path/b" compares several builds of the proxy in one session.
+#   PIN="taskset -c 0,1" (any command prefix) is applied to nginx and every proxy alike.
+# Each run measures nginx, then each proxy, in turn (alternating on a noisy machine);
+# the table holds the medians over RUNS runs, plus every run's figures above it.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
-proxy_bin="$target/release/courser-proxy"
+read -r -a proxy_bins <<<"${PROXY_BINS:-$target/release/courser-proxy}"
+runs="${RUNS:-3}"
+pin="${PIN:-}"
 duration="${DURATION:-10}"
 connections="${CONNECTIONS:-64}"
 access_log="${ACCESS_LOG:-false}"
@@ -25,7 +31,9 @@ metrics_port=18092
 for tool in nginx wrk; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y nginx wrk" >&2; exit 1; }
 done
-[[ -x "$proxy_bin" ]] || { echo "missing $proxy_bin: cargo build --release -p courser-proxy" >&2; exit 1; }
+for bin in "${proxy_bins[@]}"; do
+  [[ -x "$bin" ]] || { echo "missing $bin: cargo build --release -p courser-proxy" >&2; exit 1; }
+done
 
 pids=()
 cleanup() {
@@ -86,22 +94,34 @@ http {
 }
 CONF
 
-cat > "$work/proxy.toml" <<CONF
-listen = "127.0.0.1:$proxy_port"
-metrics_listen = "127.0.0.1:$metrics_port"
+
+nginx -c "$work/backends.conf" -p "$work"
+$pin nginx -c "$work/lb.conf" -p "$work"
+
+proxy_pids=()
+for i in "${!proxy_bins[@]}"; do
+  port=$((proxy_port + 10 * i))
+  cat > "$work/proxy$i.toml" <<CONF
+listen = "127.0.0.1:$port"
+metrics_listen = "127.0.0.1:$((metrics_port + 10 * i))"
 threads = 2
 backends = [${proxy_backends%,}]
 access_log = $access_log
-upgrade_sock = "$work/upgrade.sock"
+upgrade_sock = "$work/upgrade$i.sock"
 CONF
-
-nginx -c "$work/backends.conf" -p "$work"
-nginx -c "$work/lb.conf" -p "$work"
-RUST_LOG=warn "$proxy_bin" --config "$work/proxy.toml" > "$work/proxy.log" 2>&1 &
-pids+=($!)
-proxy_pid=$!
+  RUST_LOG=warn $pin "${proxy_bins[$i]}" --config "$work/proxy$i.toml" > "$work/proxy$i.log" 2>&1 &
+  pids+=($!)
+  proxy_pids+=($!)
+done
 sleep 1
 
+proc_pids() { # name -> pids of that balancer's processes
+  if [[ "$1" == nginx ]]; then
+    echo "$(cat "$work/lb.pid") $(pgrep -P "$(cat "$work/lb.pid")" | tr '\n' ' ')"
+  else
+    echo "${proxy_pids[$1]}"
+  fi
+}
 rss_sum_kb() { # peak (VmHWM) summed over pids
   local total=0
   for pid in "$@"; do
@@ -109,30 +129,74 @@ rss_sum_kb() { # peak (VmHWM) summed over pids
   done
   echo "$total"
 }
+cpu_ticks() { # utime+stime summed over pids, clock ticks
+  local total=0
+  for pid in "$@"; do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+to_ms() { # wrk latency ("812.00us", "4.16ms", "1.02s") -> ms
+  awk -v v="$1" 'BEGIN{ n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n*=1; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'
+}
 
-run() { # name port -> "rps p99"
-  local name="$1" port="$2"
+run() { # name port -> "rps p50_ms p99_ms cpu_ms_per_1k errors"
+  local name="$1" port="$2" procs t0 t1
+  procs="$(proc_pids "$name")"
   wrk -t1 -c"$connections" -d2s "http://127.0.0.1:$port/review/1" >/dev/null   # warm-up
+  t0=$(cpu_ticks $procs)
   wrk -t1 -c"$connections" -d"${duration}s" --latency "http://127.0.0.1:$port/review/1" > "$work/$name.wrk"
-  local rps p99 errors
+  t1=$(cpu_ticks $procs)
+  local rps p50 p99 errors total
   rps="$(awk '/Requests\/sec/ {print $2}' "$work/$name.wrk")"
-  p99="$(awk '$1=="99%" {print $2}' "$work/$name.wrk")"
-  errors="$(awk '/Non-2xx|Socket errors/ {print}' "$work/$name.wrk" | tr '\n' ' ')"
-  echo "$rps $p99 ${errors:-none}"
+  total="$(awk '/requests in/ {print $1}' "$work/$name.wrk")"
+  p50="$(to_ms "$(awk '$1=="50%" {print $2}' "$work/$name.wrk")")"
+  p99="$(to_ms "$(awk '$1=="99%" {print $2}' "$work/$name.wrk")")"
+  errors="$(awk '/Non-2xx|Socket errors/ {print}' "$work/$name.wrk" | tr -s ' \n' '_' )"
+  local cpu
+  cpu="$(awk -v t="$((t1 - t0))" -v n="$total" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.1f", t / hz * 1000 / n * 1000}')"
+  echo "$rps $p50 $p99 $cpu ${errors:-none}"
 }
 
 curl -fsS "http://127.0.0.1:$nginx_port/" | wc -c | grep -q 1024 || { echo "nginx lb not answering 1 KiB" >&2; exit 1; }
-curl -fsS "http://127.0.0.1:$proxy_port/" | wc -c | grep -q 1024 || { echo "courser-proxy not answering 1 KiB" >&2; exit 1; }
+for i in "${!proxy_bins[@]}"; do
+  curl -fsS "http://127.0.0.1:$((proxy_port + 10 * i))/" | wc -c | grep -q 1024 || { echo "${proxy_bins[$i]} not answering 1 KiB" >&2; exit 1; }
+done
 
-read -r nginx_rps nginx_p99 nginx_err <<<"$(run nginx $nginx_port)"
-nginx_workers="$(pgrep -P "$(cat "$work/lb.pid")" | tr '\n' ' ')"
-nginx_rss=$(rss_sum_kb $(cat "$work/lb.pid") $nginx_workers)
-read -r proxy_rps proxy_p99 proxy_err <<<"$(run courser-proxy $proxy_port)"
-proxy_rss=$(rss_sum_kb "$proxy_pid")
+names=(nginx)
+labels=("nginx (2 w)")
+ports=($nginx_port)
+for i in "${!proxy_bins[@]}"; do
+  names+=("$i")
+  label="courser-proxy"
+  (( ${#proxy_bins[@]} > 1 )) && label="proxy:$(basename "${proxy_bins[$i]}")"
+  labels+=("$label")
+  ports+=($((proxy_port + 10 * i)))
+done
 
+echo "P1 $(date -u +%FT%TZ) $(nproc) cores; wrk -t1 -c$connections -d${duration}s; 4 nginx backends, 1 KiB JSON; ${pin:+pinned: $pin; }$runs runs"
+printf '%-4s %-22s %11s %9s %9s %9s  %s\n' run balancer "requests/s" "p50 ms" "p99 ms" "cpu ms/1k" errors
+for r in $(seq 1 "$runs"); do
+  for j in "${!names[@]}"; do
+    line="$(run "${names[$j]}" "${ports[$j]}")"
+    echo "$line" >> "$work/results.${names[$j]}"
+    read -r rps p50 p99 cpu err <<<"$line"
+    printf '%-4s %-22s %11s %9s %9s %9s  %s\n' "$r" "${labels[$j]}" "$rps" "$p50" "$p99" "$cpu" "$err"
+  done
+done
+
+median() { sort -g | awk '{a[NR]=$1} END{ if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
 echo
-echo "P1 $(date -u +%FT%TZ) $(nproc) cores; wrk -t1 -c$connections -d${duration}s; 4 nginx backends, 1 KiB JSON"
-printf '%-16s %12s %10s %14s  %s\n' balancer "requests/s" p99 "peak RSS MiB" errors
-printf '%-16s %12s %10s %14s  %s\n' "nginx (2 w)" "$nginx_rps" "$nginx_p99" "$(awk "BEGIN{printf \"%.1f\", $nginx_rss/1024}")" "$nginx_err"
-printf '%-16s %12s %10s %14s  %s\n' "courser-proxy" "$proxy_rps" "$proxy_p99" "$(awk "BEGIN{printf \"%.1f\", $proxy_rss/1024}")" "$proxy_err"
-awk "BEGIN{printf \"courser-proxy / nginx: %.2fx requests/s\n\", $proxy_rps/$nginx_rps}"
+echo "medians of $runs runs; peak RSS is VmHWM over the whole session (nginx: master + workers)"
+printf '%-22s %11s %9s %9s %9s %13s %8s\n' balancer "requests/s" "p50 ms" "p99 ms" "cpu ms/1k" "peak RSS MiB" "vs nginx"
+nginx_med=""
+for j in "${!names[@]}"; do
+  f="$work/results.${names[$j]}"
+  rps=$(awk '{print $1}' "$f" | median)
+  p50=$(awk '{print $2}' "$f" | median)
+  p99=$(awk '{print $3}' "$f" | median)
+  cpu=$(awk '{print $4}' "$f" | median)
+  rss=$(rss_sum_kb $(proc_pids "${names[$j]}"))
+  [[ -z "$nginx_med" ]] && nginx_med=$rps
+  printf '%-22s %11s %9s %9s %9s %13s %7.2fx\n' "${labels[$j]}" "$rps" "$p50" "$p99" "$cpu" "$(awk "BEGIN{printf \"%.1f\", $rss/1024}")" "$(awk "BEGIN{print $rps/$nginx_med}")"
+done

@@ -120,6 +120,9 @@ pub struct Config {
     pub metrics_listen: String,
     /// Worker threads of the proxy service (Pingora runtime threads).
     pub threads: usize,
+    /// Let the proxy's worker threads steal each other's tasks (one shared Tokio
+    /// runtime); `false` gives each thread its own runtime and connections.
+    pub work_stealing: bool,
     /// The api instances to spread traffic over.
     pub backends: BackendList,
     /// How requests without a course id are spread: `round_robin` or `least_connections`.
@@ -189,6 +192,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             metrics_listen: "127.0.0.1:9100".into(),
             threads: 2,
+            work_stealing: true,
             backends: BackendList::default(),
             selection: Spread::RoundRobin,
             health_path: "/readyz".into(),

@@ -86,6 +86,7 @@ pub fn build(settings: Settings, upgrade: bool) -> Result<Server, BuildError> {
     let c = &settings.config;
     let conf = ServerConf {
         threads: c.threads,
+        work_stealing: c.work_stealing,
         grace_period_seconds: Some(c.shutdown_timeout_seconds),
         graceful_shutdown_timeout_seconds: Some(1),
         upstream_keepalive_pool_size: c.upstream_keepalive_pool_size,
