@@ -1,5 +1,5 @@
-//! `courser`: runs the Courser stack on this machine (`up`, `down`, `status`, `env`) and
-//! loads demo data (`seed`).
+//! `courser`: runs the Courser stack on this machine (`up`, `down`, `status`, `env`),
+//! loads demo and benchmark data (`seed`) and checks it (`verify`).
 
 use std::process::ExitCode;
 
@@ -31,7 +31,9 @@ enum Command {
     Status,
     /// Print `export` lines: `eval "$(courser env)"`.
     Env,
-    /// Generate a deterministic data set and load it with COPY.
+    /// Generate a deterministic data set and load it with parallel binary COPY, then
+    /// build the indexes and keys and analyze. Refuses a database holding data unless
+    /// `--reset`; loads again over an earlier load that did not finish.
     Seed {
         /// Fraction of the full data set (10M courses, 10M reviewers, 150M reviews).
         #[arg(long, default_value_t = seed::DEFAULT_SCALE)]
@@ -45,6 +47,22 @@ enum Command {
         /// Empty ratings, reviewers and reviews first if they hold data.
         #[arg(long)]
         reset: bool,
+        /// COPY streams and index builds at once (default: the number of cores).
+        #[arg(long)]
+        streams: Option<usize>,
+        /// Memory for each index build's sort (Postgres `maintenance_work_mem`).
+        #[arg(long, default_value = "1GB")]
+        index_memory: String,
+    },
+    /// Check that every course's rating aggregate and every reviewer's review count
+    /// match the reviews; exits non-zero on any mismatch or an unfinished load.
+    Verify {
+        /// Check this many random courses and reviewers instead of all of them.
+        #[arg(long)]
+        sample: Option<u64>,
+        /// Database to check (default: the local stack's `courser` database).
+        #[arg(long, env = "COURSER_DATABASE_URL")]
+        database_url: Option<String>,
     },
 }
 
@@ -68,12 +86,31 @@ fn main() -> anyhow::Result<ExitCode> {
                 seed,
                 database_url,
                 reset,
+                streams,
+                index_memory,
             } => {
                 let spec = seed::Spec::from_scale(scale, seed)?;
                 let url = database_url.unwrap_or_else(|| layout.database_url());
+                let mut options = seed::Options::new(reset);
+                options.streams = streams.unwrap_or(options.streams);
+                options.index_memory = index_memory;
+                println!(
+                    "generating and loading {spec} on {} streams",
+                    options.streams
+                );
+                println!("{}", seed::load(&url, &spec, &options).await?);
+            }
+            Command::Verify {
+                sample,
+                database_url,
+            } => {
+                let url = database_url.unwrap_or_else(|| layout.database_url());
                 let mut conn = postgres::connect(&url).await?;
-                println!("generating and loading {spec}");
-                println!("{}", seed::load(&mut conn, &spec, reset).await?);
+                let report = seed::verify(&mut conn, sample).await?;
+                println!("{report}");
+                if !report.is_ok() {
+                    return Ok(ExitCode::FAILURE);
+                }
             }
         }
         Ok(ExitCode::SUCCESS)

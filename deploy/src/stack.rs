@@ -50,12 +50,14 @@ pub async fn up(layout: &Layout, options: UpOptions) -> anyhow::Result<()> {
     let api_bin = binaries::find(api::PROGRAM)?;
     api::migrate(&api_bin, &database_url)?;
     let mut db = postgres::connect(&database_url).await?;
-    if seed::is_empty(&mut db).await? {
+    let unfinished = matches!(seed::state(&mut db).await?, seed::State::Incomplete { .. });
+    if unfinished || seed::is_empty(&mut db).await? {
         let spec = seed::Spec::from_scale(seed::DEFAULT_SCALE, seed::DEFAULT_SEED)?;
         println!("loading demo data ({spec})");
-        let summary = seed::load(&mut db, &spec, false).await?;
+        let summary = seed::load(&database_url, &spec, &seed::Options::new(false)).await?;
         println!("{summary}");
     }
+    drop(db);
     let key = apikey::ensure(&layout.api_key_file())?;
     api::start_all(layout, &api_bin, &database_url, &key).await?;
     proxy::start(layout, &binaries::find(proxy::PROGRAM)?).await?;

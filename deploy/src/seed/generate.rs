@@ -4,8 +4,10 @@
 //!
 //! Every course draws from its own random stream (the seed's ChaCha stream number is the
 //! course id) and its review ids follow from a closed formula, so any range of courses
-//! can be generated on its own: a parallel loader can split the work by course range
-//! and get the same data.
+//! can be generated on its own: the loader splits the work by course range
+//! ([`split_courses`]) and gets the same data whatever the number of streams.
+
+use std::ops::RangeInclusive;
 
 use rand::{Rng, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
@@ -33,7 +35,7 @@ const PROFILES: [[u32; 9]; 3] = [
 const PROFILE_SHARE: [u32; 3] = [55, 30, 15];
 
 /// One row of `reviews`. Times are Unix seconds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Review {
     pub id: i64,
     pub course_id: i64,
@@ -93,10 +95,9 @@ impl<'a> Generator<'a> {
         }
     }
 
-    /// The reviews of course `course_id` (1-based) into `reviews` (cleared first), in id
-    /// order, and the course's rating row.
+    /// The reviews of course `course_id` (1-based) into `reviews` (replacing what it held,
+    /// reusing its comment buffers), in id order, and the course's rating row.
     pub fn course(&mut self, course_id: u64, reviews: &mut Vec<Review>) -> Rating {
-        reviews.clear();
         let mut rng = ChaCha8Rng::seed_from_u64(self.spec.seed);
         rng.set_stream(course_id);
         let profile = &PROFILES[weighted(&mut rng, &PROFILE_SHARE)];
@@ -109,7 +110,8 @@ impl<'a> Generator<'a> {
             half_stars_sum: 0,
             distribution: [0; 9],
         };
-        for id in first_id..first_id + count {
+        reviews.truncate(usize::try_from(count).unwrap_or(usize::MAX));
+        for (index, id) in (first_id..first_id + count).enumerate() {
             let slot = weighted(&mut rng, profile);
             let half_stars = slot as i16 + 2;
             let reviewer = rng.random_range(0..self.reviewer_counts.len());
@@ -125,41 +127,75 @@ impl<'a> Generator<'a> {
             } else {
                 created_at
             };
-            reviews.push(Review {
-                id: to_i64(id),
-                course_id: course,
-                reviewer_id: to_i64(reviewer as u64 + 1),
-                half_stars,
-                comment: text::comment(&mut rng, half_stars),
-                helpful: helpful(&mut rng),
-                reported: rng.random_bool(0.01),
-                created_at,
-                updated_at,
-            });
+            if index == reviews.len() {
+                reviews.push(Review::default());
+            }
+            let review = &mut reviews[index];
+            review.id = to_i64(id);
+            review.course_id = course;
+            review.reviewer_id = to_i64(reviewer as u64 + 1);
+            review.half_stars = half_stars;
+            text::comment(&mut rng, half_stars, &mut review.comment);
+            review.helpful = helpful(&mut rng);
+            review.reported = rng.random_bool(0.01);
+            review.created_at = created_at;
+            review.updated_at = updated_at;
         }
         rating
     }
 
-    /// The reviewers, once every course has been generated: their review counts are
-    /// those of the reviews generated.
-    pub fn reviewers(self) -> impl Iterator<Item = Reviewer> {
-        let seed = self.spec.seed ^ REVIEWER_SALT;
+    /// How many reviews each reviewer got from the courses generated so far (index =
+    /// id - 1); the sum over every course range is what [`reviewer`] needs.
+    pub fn into_reviewer_counts(self) -> Vec<i32> {
         self.reviewer_counts
-            .into_iter()
-            .zip(1..)
-            .map(move |(review_count, id)| {
-                let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                rng.set_stream(id);
-                let id = to_i64(id);
-                Reviewer {
-                    id,
-                    name: text::name(&mut rng),
-                    picture: text::picture(&mut rng, id),
-                    courses_taken: review_count + rng.random_range(0..=12),
-                    review_count,
-                }
-            })
     }
+}
+
+/// Reviewer `id` (1-based), who wrote `review_count` of the generated reviews.
+pub fn reviewer(spec: &Spec, id: u64, review_count: i32) -> Reviewer {
+    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed ^ REVIEWER_SALT);
+    rng.set_stream(id);
+    let id = to_i64(id);
+    Reviewer {
+        id,
+        name: text::name(&mut rng),
+        picture: text::picture(&mut rng, id),
+        courses_taken: review_count + rng.random_range(0..=12),
+        review_count,
+    }
+}
+
+/// `parts` consecutive course ranges covering every course, each with about the same
+/// number of reviews (fewer ranges when there are fewer courses).
+pub fn split_courses(spec: &Spec, parts: usize) -> Vec<RangeInclusive<u64>> {
+    let parts = parts.clamp(1, usize::try_from(spec.courses).unwrap_or(usize::MAX)) as u64;
+    // The first course whose end reaches `reviews`: reviews_before is non-decreasing.
+    let course_reaching = |reviews: u64| {
+        let (mut low, mut high) = (1, spec.courses);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if reviews_before(spec, mid) >= reviews {
+                high = mid;
+            } else {
+                low = mid + 1;
+            }
+        }
+        low
+    };
+    let mut ranges = Vec::new();
+    let mut start = 1;
+    for part in 1..=parts {
+        let end = if part == parts {
+            spec.courses
+        } else {
+            course_reaching(spec.reviews * part / parts).max(start)
+        };
+        if start <= end {
+            ranges.push(start..=end);
+            start = end + 1;
+        }
+    }
+    ranges
 }
 
 /// Most reviews have no helpful votes; the rest follow a Pareto tail (a few have
@@ -205,9 +241,13 @@ mod tests {
         let (mut ratings, mut all, mut batch) = (Vec::new(), Vec::new(), Vec::new());
         for course in 1..=spec.courses {
             ratings.push(generator.course(course, &mut batch));
-            all.append(&mut batch);
+            all.extend_from_slice(&batch);
         }
-        (ratings, all, generator.reviewers().collect())
+        let reviewers = (1..)
+            .zip(generator.into_reviewer_counts())
+            .map(|(id, count)| reviewer(spec, id, count))
+            .collect();
+        (ratings, all, reviewers)
     }
 
     #[test]
@@ -239,6 +279,38 @@ mod tests {
         sorted.sort_unstable();
         let median = sorted[sorted.len() / 2];
         assert!(median < 15 && max > 20 * 15, "median {median}, max {max}");
+    }
+
+    #[test]
+    fn course_ranges_cover_every_course_once_with_even_review_shares() {
+        let spec = Spec::from_scale(0.1, 1).unwrap();
+        for parts in [1, 2, 3, 8] {
+            let ranges = split_courses(&spec, parts);
+            assert_eq!(ranges.len(), parts);
+            assert_eq!(*ranges[0].start(), 1);
+            assert_eq!(*ranges[parts - 1].end(), spec.courses);
+            assert!(ranges.windows(2).all(|w| *w[1].start() == w[0].end() + 1));
+            for range in &ranges {
+                let share =
+                    reviews_before(&spec, *range.end()) - reviews_before(&spec, range.start() - 1);
+                let even = spec.reviews / parts as u64;
+                assert!(share.abs_diff(even) < even / 50, "{range:?}: {share}");
+            }
+        }
+        let tiny = Spec::from_scale(0.000_000_3, 1).unwrap();
+        let covered: Vec<u64> = split_courses(&tiny, 8).into_iter().flatten().collect();
+        assert_eq!(covered, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_course_generates_the_same_reviews_whatever_came_before() {
+        let spec = spec();
+        let (mut fresh, mut reused) = (Vec::new(), Vec::new());
+        let mut generator = Generator::new(&spec);
+        generator.course(1, &mut reused); // leaves long buffers behind
+        let rating = generator.course(500, &mut reused);
+        assert_eq!(Generator::new(&spec).course(500, &mut fresh), rating);
+        assert_eq!(fresh, reused);
     }
 
     #[test]

@@ -1,18 +1,24 @@
 //! Demo and benchmark data: `Spec` says how much (a scale of the full 10M courses,
 //! 10M reviewers, 150M reviews) and which seed; `generate` makes the rows
-//! deterministically with their aggregates; `copy` loads them with COPY in one
-//! transaction.
+//! deterministically with their aggregates; `load` streams them in with binary COPY and
+//! rebuilds the indexes and keys `schema` set aside; `verify` checks the aggregates.
 
-mod copy;
+mod binary;
 pub mod generate;
+mod load;
+mod progress;
+mod schema;
 mod text;
+mod verify;
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::bail;
 
-pub use copy::{is_empty, load};
+pub use load::{Options, Timings, load};
+pub use schema::{State, is_empty, state};
+pub use verify::{Report, verify};
 
 /// `courser seed` and `courser up` load this fraction of the full data set by default:
 /// 1,000 courses, 1,000 reviewers, 15,000 reviews.
@@ -91,17 +97,24 @@ pub struct Summary {
     pub reviewers: u64,
     pub reviews: u64,
     pub elapsed: Duration,
+    pub timings: Timings,
 }
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = &self.timings;
         write!(
             f,
-            "loaded {} courses, {} reviewers and {} reviews in {:.1} s",
+            "loaded {} courses, {} reviewers and {} reviews in {:.1} s \
+             (rows {:.1} s, indexes and keys {:.1} s, analyze {:.1} s, foreign keys {:.1} s)",
             self.courses,
             self.reviewers,
             self.reviews,
-            self.elapsed.as_secs_f64()
+            self.elapsed.as_secs_f64(),
+            t.copy.as_secs_f64(),
+            t.indexes.as_secs_f64(),
+            t.analyze.as_secs_f64(),
+            t.foreign_keys.as_secs_f64()
         )
     }
 }
