@@ -8,17 +8,18 @@
 #      into), one table after another; rows/s over the three tables.
 # The ratio of the two rates compares the seeder with Postgres reading a ready file.
 #
-# Usage: deploy/bench/seed.sh [--scale F] [--runs N] [--streams N]   (0.1, 3, cores)
+# Usage: deploy/bench/seed.sh [--scale F] [--runs N] [-- courser seed options]
+#        (defaults: scale 0.1, 3 runs; e.g. `-- --copy-streams 2 --threads 2`)
 # The server is the private cluster of `courser up --only-services`, or the one that
 # BENCH_ADMIN_URL names (a superuser URL of its maintenance database).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-SCALE=0.1 RUNS=3 STREAMS=""
+SCALE=0.1 RUNS=3 SEED_ARGS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --scale) SCALE=$2; shift 2 ;;
     --runs) RUNS=$2; shift 2 ;;
-    --streams) STREAMS="--streams $2"; shift 2 ;;
+    --) shift; SEED_ARGS=("$@"); break ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -45,14 +46,13 @@ trap cleanup EXIT
 
 now() { date +%s.%N; }
 tables=(ratings reviewers reviews)
-echo "seed benchmark $(date -u +%FT%TZ), $(nproc) cores, scale $SCALE, $RUNS runs"
+echo "seed benchmark $(date -u +%FT%TZ), $(nproc) cores, scale $SCALE, $RUNS runs, options: ${SEED_ARGS[*]:-none}"
 printf '%-4s %10s %10s %14s %14s %7s\n' run "seed s" "rows s" "seed rows/s" "COPY rows/s" ratio
 results=()
 for run in $(seq 1 "$RUNS"); do
   log=$(mktemp)
   t0=$(now)
-  # shellcheck disable=SC2086
-  $bin/courser seed --scale "$SCALE" --reset --database-url "$DB" $STREAMS > "$log"
+  $bin/courser seed --scale "$SCALE" --reset --database-url "$DB" "${SEED_ARGS[@]}" > "$log"
   t1=$(now)
   rows_s=$(sed -n 's/.*(rows \([0-9.]*\) s,.*/\1/p' "$log")
   total_rows=$(sql -c "SELECT (SELECT count(*) FROM ratings) + (SELECT count(*) FROM reviewers) + (SELECT count(*) FROM reviews)")

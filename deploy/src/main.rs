@@ -47,11 +47,15 @@ enum Command {
         /// Empty ratings, reviewers and reviews first if they hold data.
         #[arg(long)]
         reset: bool,
-        /// COPY streams and index builds at once (default: the number of cores).
+        /// Generator threads and index builds at once (default: the number of cores).
         #[arg(long)]
-        streams: Option<usize>,
+        threads: Option<usize>,
+        /// COPY streams into the reviews table; 1 (the default) loads without WAL and
+        /// frozen, more share the table and write WAL.
+        #[arg(long, default_value_t = 1)]
+        copy_streams: usize,
         /// Memory for each index build's sort (Postgres `maintenance_work_mem`).
-        #[arg(long, default_value = "1GB")]
+        #[arg(long, default_value = "2GB")]
         index_memory: String,
     },
     /// Check that every course's rating aggregate and every reviewer's review count
@@ -86,17 +90,22 @@ fn main() -> anyhow::Result<ExitCode> {
                 seed,
                 database_url,
                 reset,
-                streams,
+                threads,
+                copy_streams,
                 index_memory,
             } => {
                 let spec = seed::Spec::from_scale(scale, seed)?;
                 let url = database_url.unwrap_or_else(|| layout.database_url());
-                let mut options = seed::Options::new(reset);
-                options.streams = streams.unwrap_or(options.streams);
-                options.index_memory = index_memory;
+                let defaults = seed::Options::new(reset);
+                let options = seed::Options {
+                    threads: threads.unwrap_or(defaults.threads),
+                    copy_streams,
+                    index_memory,
+                    ..defaults
+                };
                 println!(
-                    "generating and loading {spec} on {} streams",
-                    options.streams
+                    "generating and loading {spec} ({} generator threads, {copy_streams} COPY stream(s) into reviews)",
+                    options.threads
                 );
                 println!("{}", seed::load(&url, &spec, &options).await?);
             }

@@ -1,21 +1,27 @@
 //! Loading a generated data set the way Postgres loads fastest: binary COPY into tables
-//! without indexes or keys, several streams at once, generation running beside the COPY
-//! on its own threads, then the indexes built side by side, the keys attached and
-//! validated, and the tables analysed.
+//! without indexes or keys, generation running beside the COPY on its own threads, then
+//! the indexes built side by side, the keys attached and validated, and the tables
+//! analysed.
 //!
-//! Stream `k` of `n` generates one `n`th of the courses (by review count) on a thread and
-//! sends each megabyte of rows to its own connection's `COPY reviews`; every stream
-//! sends its courses' rating rows to one shared `COPY ratings`. Each reviewer's review
-//! count is known once every course is generated, so the reviewers follow, split the
-//! same way. Foreign keys are added after the load, so the order of the tables does not
-//! matter.
+//! Generator `k` of `n` makes one `n`th of the courses (by review count) on a thread and
+//! sends each megabyte of rows to a `COPY reviews` stream, and its courses' rating rows
+//! to the `COPY ratings` stream beside it. Each reviewer's review count is known once
+//! every course is generated, so the reviewers follow, generated the same way. Foreign
+//! keys are added after the load, so the order of the tables does not matter.
+//!
+//! By default each table has one COPY stream, which empties the table in its own
+//! transaction first: Postgres then writes no WAL for the rows (with `wal_level =
+//! minimal`) and stores them frozen and all-visible (`FREEZE`), so neither the index
+//! builds nor later vacuums rewrite the pages. Several streams into one table (see
+//! `Options::copy_streams`) must share it and write WAL; on Postgres 15 they were no
+//! faster than one (BENCHMARKS.md).
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
-use sqlx::PgConnection;
+use sqlx::{Connection as _, PgConnection};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
 
@@ -31,30 +37,50 @@ const CHUNK: usize = 1 << 20;
 /// Chunks a generator may run ahead of its COPY.
 const QUEUE: usize = 4;
 
-const RATINGS_COPY: &str = "COPY ratings (course_id, review_count, half_stars_sum, distribution) FROM STDIN (FORMAT binary)";
-const REVIEWERS_COPY: &str =
-    "COPY reviewers (id, name, picture, courses_taken, review_count) FROM STDIN (FORMAT binary)";
-const REVIEWS_COPY: &str = "COPY reviews (id, course_id, reviewer_id, half_stars, comment, helpful, reported, created_at, updated_at) FROM STDIN (FORMAT binary)";
+/// A table to COPY into, with its columns in the order the generators write them.
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    table: &'static str,
+    columns: &'static str,
+}
+
+const RATINGS: Target = Target {
+    table: "ratings",
+    columns: "course_id, review_count, half_stars_sum, distribution",
+};
+const REVIEWERS: Target = Target {
+    table: "reviewers",
+    columns: "id, name, picture, courses_taken, review_count",
+};
+const REVIEWS: Target = Target {
+    table: "reviews",
+    columns: "id, course_id, reviewer_id, half_stars, comment, helpful, reported, created_at, updated_at",
+};
 
 /// How to load.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// COPY streams (and generator threads) for each table, and connections building
-    /// indexes; the number of cores is a good choice.
-    pub streams: usize,
+    /// Generator threads, and connections building indexes side by side; the number of
+    /// cores is a good choice.
+    pub threads: usize,
+    /// COPY streams into `reviews` (the generators share them). 1, the default, loads
+    /// without WAL and frozen; more streams write WAL.
+    pub copy_streams: usize,
     /// Empty tables that hold data instead of refusing to load.
     pub reset: bool,
-    /// `maintenance_work_mem` of each index build: more sorts in memory.
+    /// `maintenance_work_mem` of each index build: 2 GB sorts the bench data set's
+    /// indexes in memory.
     pub index_memory: String,
 }
 
 impl Options {
-    /// One stream per core, no reset, 1 GB per index build.
+    /// A generator per core, one COPY stream per table, no reset, 2 GB per index build.
     pub fn new(reset: bool) -> Self {
         Self {
-            streams: std::thread::available_parallelism().map_or(2, usize::from),
+            threads: std::thread::available_parallelism().map_or(2, usize::from),
+            copy_streams: 1,
             reset,
-            index_memory: "1GB".to_owned(),
+            index_memory: "2GB".to_owned(),
         }
     }
 }
@@ -77,7 +103,7 @@ pub struct Timings {
 /// finish. Until it returns Ok, the database is recorded as incompletely loaded.
 pub async fn load(url: &str, spec: &Spec, options: &Options) -> anyhow::Result<Summary> {
     let started = Instant::now();
-    let streams = options.streams.max(1);
+    let threads = options.threads.max(1);
     let mut conn = postgres::connect(url).await?;
     schema::lock(&mut conn).await?;
     let plan = schema::prepare(&mut conn, &spec.to_string(), options.reset).await?;
@@ -88,7 +114,7 @@ pub async fn load(url: &str, spec: &Spec, options: &Options) -> anyhow::Result<S
         ("reviewers", spec.reviewers),
     ]);
     let display = progress::show(Arc::clone(&progress));
-    let copied = copy_all(url, spec, streams, &progress).await;
+    let copied = copy_all(url, spec, threads, options.copy_streams.max(1), &progress).await;
     display.finish().await;
     copied?;
     let mut timings = Timings {
@@ -103,7 +129,7 @@ pub async fn load(url: &str, spec: &Spec, options: &Options) -> anyhow::Result<S
     );
 
     let step = Instant::now();
-    build_indexes(url, &plan, streams, &options.index_memory).await?;
+    build_indexes(url, &plan, threads, &options.index_memory).await?;
     timings.indexes = step.elapsed();
     let step = Instant::now();
     analyze(&mut conn).await?;
@@ -126,25 +152,27 @@ pub async fn load(url: &str, spec: &Spec, options: &Options) -> anyhow::Result<S
 async fn copy_all(
     url: &str,
     spec: &Spec,
-    streams: usize,
+    threads: usize,
+    copy_streams: usize,
     progress: &Arc<Progress>,
 ) -> anyhow::Result<()> {
     let mut copies = JoinSet::new();
-    let (ratings_tx, ratings_rx) = mpsc::channel(QUEUE * streams);
-    copies.spawn(copy_in(url.to_owned(), RATINGS_COPY, ratings_rx));
-
+    let ratings_tx = open_streams(&mut copies, url, RATINGS, 1, threads).remove(0);
+    let reviews_txs = open_streams(&mut copies, url, REVIEWS, copy_streams, threads);
     let mut generators = Vec::new();
-    for courses in generate::split_courses(spec, streams) {
-        let (reviews_tx, reviews_rx) = mpsc::channel(QUEUE);
-        copies.spawn(copy_in(url.to_owned(), REVIEWS_COPY, reviews_rx));
+    for (k, courses) in generate::split_courses(spec, threads)
+        .into_iter()
+        .enumerate()
+    {
+        let reviews_tx = reviews_txs[k % reviews_txs.len()].clone();
         let (spec, ratings_tx, progress) = (spec.clone(), ratings_tx.clone(), Arc::clone(progress));
         generators.push(tokio::task::spawn_blocking(move || {
             generate_courses(&spec, courses, &reviews_tx, &ratings_tx, &progress)
         }));
     }
-    drop(ratings_tx);
+    drop((ratings_tx, reviews_txs));
 
-    // A COPY that fails ends its stream: its generator then stops on a closed channel,
+    // A COPY that fails ends its stream: its generators then stop on a closed channel,
     // so the COPY's error is the one to report.
     let mut counts: Vec<i32> = Vec::new();
     let mut generator_error = None;
@@ -166,11 +194,14 @@ async fn copy_all(
     }
 
     let counts = Arc::new(counts);
-    let mut copies = JoinSet::new();
-    for ids in split_evenly(spec.reviewers, streams) {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        copies.spawn(copy_in(url.to_owned(), REVIEWERS_COPY, rx));
-        let (spec, counts, progress) = (spec.clone(), Arc::clone(&counts), Arc::clone(progress));
+    let tx = open_streams(&mut copies, url, REVIEWERS, 1, threads).remove(0);
+    for ids in split_evenly(spec.reviewers, threads) {
+        let (spec, counts, progress, tx) = (
+            spec.clone(),
+            Arc::clone(&counts),
+            Arc::clone(progress),
+            tx.clone(),
+        );
         copies.spawn(async move {
             tokio::task::spawn_blocking(move || {
                 generate_reviewers(&spec, ids, &counts, &tx, &progress)
@@ -178,20 +209,55 @@ async fn copy_all(
             .await?
         });
     }
+    drop(tx);
     while let Some(copied) = copies.join_next().await {
         copied??;
     }
     Ok(())
 }
 
-/// One COPY stream: the binary header, every chunk received, the trailer.
+/// Starts `streams` COPY streams into `target` on `copies`; returns their senders, each
+/// with room for `writers` generators to run a few chunks ahead.
+fn open_streams(
+    copies: &mut JoinSet<anyhow::Result<()>>,
+    url: &str,
+    target: Target,
+    streams: usize,
+    writers: usize,
+) -> Vec<mpsc::Sender<Vec<u8>>> {
+    let only = streams == 1;
+    (0..streams)
+        .map(|_| {
+            let (tx, rx) = mpsc::channel(QUEUE * writers.div_ceil(streams));
+            copies.spawn(copy_in(url.to_owned(), target, only, rx));
+            tx
+        })
+        .collect()
+}
+
+/// One COPY stream: the binary header, every chunk received, the trailer. The `only`
+/// stream into a table empties it in the same transaction, so that Postgres may skip
+/// the WAL and freeze the rows.
 async fn copy_in(
     url: String,
-    statement: &'static str,
+    target: Target,
+    only: bool,
     mut chunks: mpsc::Receiver<Vec<u8>>,
 ) -> anyhow::Result<()> {
+    let Target { table, columns } = target;
     let mut conn = connect(&url).await?;
-    let mut copy = conn.copy_in_raw(statement).await?;
+    let mut tx = conn.begin().await?;
+    let freeze = if only {
+        sqlx::query(sqlx::AssertSqlSafe(format!("TRUNCATE {table}")))
+            .execute(&mut *tx)
+            .await?;
+        ", FREEZE"
+    } else {
+        ""
+    };
+    // Built from the constant targets above only.
+    let statement = format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary{freeze})");
+    let mut copy = tx.copy_in_raw(&statement).await?;
     copy.send(binary::header().as_slice()).await?;
     while let Some(chunk) = chunks.recv().await {
         copy.send(chunk).await?;
@@ -200,6 +266,7 @@ async fn copy_in(
     copy.finish()
         .await
         .with_context(|| format!("{statement} failed"))?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -321,12 +388,17 @@ fn split_evenly(total: u64, parts: usize) -> Vec<RangeInclusive<u64>> {
         .collect()
 }
 
-/// Builds the indexes on `streams` connections at once (largest table first), then
+/// Builds the indexes on `connections` connections at once (largest table first), then
 /// attaches the primary keys to theirs.
-async fn build_indexes(url: &str, plan: &Plan, streams: usize, memory: &str) -> anyhow::Result<()> {
+async fn build_indexes(
+    url: &str,
+    plan: &Plan,
+    connections: usize,
+    memory: &str,
+) -> anyhow::Result<()> {
     let queue = Arc::new(Mutex::new(plan.indexes.clone().into_iter()));
     let mut builders = JoinSet::new();
-    for _ in 0..streams.min(plan.indexes.len()) {
+    for _ in 0..connections.min(plan.indexes.len()) {
         let (url, queue, memory) = (url.to_owned(), Arc::clone(&queue), memory.to_owned());
         builders.spawn(async move {
             let mut conn = connect(&url).await?;
