@@ -5,8 +5,10 @@
 #   2. the baseline: the same rows, exported to binary files on the server, loaded by a
 #      plain server-side `COPY … FROM 'file' (FORMAT binary)` into fresh tables with the
 #      same columns and CHECK constraints and no indexes (the state the seeder loads
-#      into), one table after another; rows/s over the three tables.
-# The ratio of the two rates compares the seeder with Postgres reading a ready file.
+#      into), one table after another; rows/s over the three tables;
+#   3. the same with each table created in the COPY's transaction and `FREEZE` (what
+#      the seeder itself does): no WAL, rows frozen.
+# The ratios of the rates compare the seeder with Postgres reading a ready file.
 #
 # Usage: deploy/bench/seed.sh [--scale F] [--runs N] [-- courser seed options]
 #        (defaults: scale 0.1, 3 runs; e.g. `-- --copy-streams 2 --threads 2`)
@@ -47,14 +49,14 @@ trap cleanup EXIT
 now() { date +%s.%N; }
 tables=(ratings reviewers reviews)
 echo "seed benchmark $(date -u +%FT%TZ), $(nproc) cores, scale $SCALE, $RUNS runs, options: ${SEED_ARGS[*]:-none}"
-printf '%-4s %10s %10s %14s %14s %7s\n' run "seed s" "rows s" "seed rows/s" "COPY rows/s" ratio
+printf '%-4s %8s %8s %12s %12s %7s %12s %7s\n' run "seed s" "rows s" "seed rows/s" "COPY rows/s" ratio "FREEZE r/s" ratio
 results=()
 for run in $(seq 1 "$RUNS"); do
   log=$(mktemp)
   t0=$(now)
   $bin/courser seed --scale "$SCALE" --reset --database-url "$DB" "${SEED_ARGS[@]}" > "$log"
   t1=$(now)
-  rows_s=$(sed -n 's/.*(rows \([0-9.]*\) s,.*/\1/p' "$log")
+  rows_s=$(sed -n 's/.*, rows \([0-9.]*\) s,.*/\1/p' "$log")
   total_rows=$(sql -c "SELECT (SELECT count(*) FROM ratings) + (SELECT count(*) FROM reviewers) + (SELECT count(*) FROM reviews)")
 
   cleanup
@@ -69,20 +71,28 @@ for run in $(seq 1 "$RUNS"); do
     sql -c "COPY bench_$t FROM '$files/$t.bin' (FORMAT binary)"
   done
   c1=$(now)
+  sql -c "DROP TABLE bench_ratings, bench_reviewers, bench_reviews" -c "CHECKPOINT"
+  f0=$(now)
+  for t in "${tables[@]}"; do
+    sql -c "BEGIN" -c "CREATE TABLE bench_$t (LIKE $t INCLUDING DEFAULTS INCLUDING CONSTRAINTS)" \
+        -c "COPY bench_$t FROM '$files/$t.bin' (FORMAT binary, FREEZE)" -c "COMMIT"
+  done
+  f1=$(now)
   cleanup
 
   line=$(awk -v n="$total_rows" -v t0="$t0" -v t1="$t1" -v rows="$rows_s" -v c0="$c0" -v c1="$c1" \
-             'BEGIN { copy = c1 - c0
-                      printf "%.1f %.1f %.0f %.0f %.2f", t1 - t0, rows, n / rows, n / copy, (n / rows) / (n / copy) }')
+             -v f0="$f0" -v f1="$f1" \
+             'BEGIN { seed = n / rows; copy = n / (c1 - c0); freeze = n / (f1 - f0)
+                      printf "%.1f %.1f %.0f %.0f %.2f %.0f %.2f", t1 - t0, rows, seed, copy, seed / copy, freeze, seed / freeze }')
   results+=("$line")
-  read -r seed rows seed_rate copy_rate ratio <<<"$line"
-  printf '%-4s %10s %10s %14s %14s %7s\n' "$run" "$seed" "$rows" "$seed_rate" "$copy_rate" "$ratio"
+  read -r seed rows seed_rate copy_rate ratio freeze_rate freeze_ratio <<<"$line"
+  printf '%-4s %8s %8s %12s %12s %7s %12s %7s\n' "$run" "$seed" "$rows" "$seed_rate" "$copy_rate" "$ratio" "$freeze_rate" "$freeze_ratio"
   grep -E '^ +[0-9.]+ s ' "$log" | sed 's/^/     /' | sort -k1 -rn | head -3
   tail -1 "$log" | sed 's/^/     /'
   rm -f "$log"
 done
 median() { sort -g | awk '{a[NR]=$1} END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 col() { for r in "${results[@]}"; do echo "$r" | awk -v c="$1" '{print $c}'; done | median; }
-printf 'median: seed %s s (rows %s s), seed %s rows/s, server-side COPY %s rows/s, ratio %s\n' \
-  "$(col 1)" "$(col 2)" "$(col 3)" "$(col 4)" "$(col 5)"
+printf 'median: seed %s s (rows %s s); rows/s: seed %s, server-side COPY %s (ratio %s), COPY FREEZE %s (ratio %s)\n' \
+  "$(col 1)" "$(col 2)" "$(col 3)" "$(col 4)" "$(col 5)" "$(col 6)" "$(col 7)"
 $bin/courser verify --database-url "$DB" --sample 1000 | tail -3

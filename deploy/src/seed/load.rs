@@ -88,6 +88,8 @@ impl Options {
 /// How long each step of a load took.
 #[derive(Debug, Clone, Default)]
 pub struct Timings {
+    /// Checking the database, saving and dropping the indexes and keys, emptying it.
+    pub prepare: Duration,
     /// Generating and COPYing the rows.
     pub copy: Duration,
     /// Building the indexes and attaching the primary keys.
@@ -107,6 +109,8 @@ pub async fn load(url: &str, spec: &Spec, options: &Options) -> anyhow::Result<S
     let mut conn = postgres::connect(url).await?;
     schema::lock(&mut conn).await?;
     let plan = schema::prepare(&mut conn, &spec.to_string(), options.reset).await?;
+    let prepared = started.elapsed();
+    let step = Instant::now();
 
     let progress = Progress::new(&[
         ("ratings", spec.courses),
@@ -118,7 +122,8 @@ pub async fn load(url: &str, spec: &Spec, options: &Options) -> anyhow::Result<S
     display.finish().await;
     copied?;
     let mut timings = Timings {
-        copy: started.elapsed(),
+        prepare: prepared,
+        copy: step.elapsed(),
         ..Timings::default()
     };
     let (_, rows_per_second) = progress.rows("reviews");

@@ -106,11 +106,12 @@ impl fmt::Display for Summary {
         write!(
             f,
             "loaded {} courses, {} reviewers and {} reviews in {:.1} s \
-             (rows {:.1} s, indexes and keys {:.1} s, analyze {:.1} s, foreign keys {:.1} s)",
+             (prepare {:.1} s, rows {:.1} s, indexes and keys {:.1} s, analyze {:.1} s, foreign keys {:.1} s)",
             self.courses,
             self.reviewers,
             self.reviews,
             self.elapsed.as_secs_f64(),
+            t.prepare.as_secs_f64(),
             t.copy.as_secs_f64(),
             t.indexes.as_secs_f64(),
             t.analyze.as_secs_f64(),
