@@ -7,6 +7,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use courser_exposition::Format;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -113,8 +114,8 @@ impl Metrics {
             .inc();
     }
 
-    /// The Prometheus text format, with the pool gauges read at scrape time.
-    pub fn render(&self, pool: &PgPool) -> Result<String, std::fmt::Error> {
+    /// The exposition in `format`, with the pool gauges read at scrape time.
+    pub fn render(&self, pool: &PgPool, format: Format) -> Result<String, std::fmt::Error> {
         let size = i64::from(pool.size());
         let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
         self.pool_connections
@@ -125,9 +126,7 @@ impl Metrics {
             .set((size - idle).max(0));
         self.pool_max
             .set(i64::from(pool.options().get_max_connections()));
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
-        Ok(text)
+        courser_exposition::encode(&self.registry, format)
     }
 }
 

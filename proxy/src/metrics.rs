@@ -7,7 +7,8 @@
 
 use std::sync::Arc;
 
-use prometheus_client::encoding::{EncodeLabelSet, text::encode};
+use courser_exposition::Format;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -204,9 +205,13 @@ impl Metrics {
         self.retries[reason as usize].inc();
     }
 
-    /// Renders the text exposition, after setting the per-backend gauges from
+    /// Renders the exposition in `format`, after setting the per-backend gauges from
     /// `(label, up, in_flight)` of every current backend.
-    pub fn render(&self, backends: impl IntoIterator<Item = (Arc<str>, bool, usize)>) -> String {
+    pub fn render(
+        &self,
+        backends: impl IntoIterator<Item = (Arc<str>, bool, usize)>,
+        format: Format,
+    ) -> String {
         self.backend_up.clear();
         self.in_flight.clear();
         for (backend, up, in_flight) in backends {
@@ -216,11 +221,10 @@ impl Metrics {
                 .get_or_create(&label)
                 .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
         }
-        let mut out = String::with_capacity(8 * 1024);
-        if let Err(e) = encode(&mut out, &self.registry) {
+        courser_exposition::encode(&self.registry, format).unwrap_or_else(|e| {
             tracing::error!(error = %e, "encoding metrics failed");
-        }
-        out
+            String::new()
+        })
     }
 }
 
