@@ -32,7 +32,7 @@ async fn healthz() -> Json<serde_json::Value> {
 
 /// The database answers within a second; 503 otherwise, so balancers send traffic elsewhere.
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let ping = sqlx::query("SELECT 1").execute(&state.db);
+    let ping = state.db.ping();
     match tokio::time::timeout(Duration::from_secs(1), ping).await {
         Ok(Ok(_)) => Ok(Json(json!({"status": "ready"}))),
         Ok(Err(error)) => Err(ApiError::Unavailable(error.into())),
@@ -46,7 +46,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
     state.cache.update_gauges();
-    match state.metrics.render(&state.db, format) {
+    match state.metrics.render(state.db.pool(), format) {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,
