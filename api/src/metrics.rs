@@ -1,5 +1,6 @@
 //! Prometheus metrics of one api instance: HTTP requests by method, route template and
-//! status, latency by route, and the database pool. Served at `/metrics`.
+//! status, latency by route, and the database (`DbMetrics`: statements by query name, the
+//! pool's connections and the wait for one). Served at `/metrics`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -7,13 +8,15 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use courser_exposition::Format;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 use sqlx::PgPool;
+
+use crate::db::DbMetrics;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RequestLabels {
@@ -29,19 +32,13 @@ struct RouteLabels {
     route: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct PoolLabels {
-    state: &'static str,
-}
-
 /// Every metric of the instance, and the registry that renders them.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
-    pool_connections: Family<PoolLabels, Gauge>,
-    pool_max: Gauge,
+    db: Arc<DbMetrics>,
 }
 
 impl Default for Metrics {
@@ -68,28 +65,21 @@ impl Metrics {
         registry.register_with_unit(
             "http_request_duration",
             "Time from request to response headers, by route template",
-            prometheus_client::registry::Unit::Seconds,
+            Unit::Seconds,
             latency.clone(),
         );
-        let pool_connections = Family::<PoolLabels, Gauge>::default();
-        registry.register(
-            "db_pool_connections",
-            "Open database connections by state (idle or in_use)",
-            pool_connections.clone(),
-        );
-        let pool_max = Gauge::default();
-        registry.register(
-            "db_pool_max_connections",
-            "The most database connections the pool may open",
-            pool_max.clone(),
-        );
+        let db = Arc::new(DbMetrics::register(&mut registry));
         Self {
             registry,
             requests,
             latency,
-            pool_connections,
-            pool_max,
+            db,
         }
+    }
+
+    /// The database metrics, for `db::Db`.
+    pub fn db(&self) -> Arc<DbMetrics> {
+        self.db.clone()
     }
 
     /// For other parts of the instance (the cache) to register their metrics.
@@ -113,21 +103,10 @@ impl Metrics {
             .inc();
     }
 
-    /// The Prometheus text format, with the pool gauges read at scrape time.
-    pub fn render(&self, pool: &PgPool) -> Result<String, std::fmt::Error> {
-        let size = i64::from(pool.size());
-        let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
-        self.pool_connections
-            .get_or_create(&PoolLabels { state: "idle" })
-            .set(idle);
-        self.pool_connections
-            .get_or_create(&PoolLabels { state: "in_use" })
-            .set((size - idle).max(0));
-        self.pool_max
-            .set(i64::from(pool.options().get_max_connections()));
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
-        Ok(text)
+    /// The exposition in `format`, with the pool gauges read at scrape time.
+    pub fn render(&self, pool: &PgPool, format: Format) -> Result<String, std::fmt::Error> {
+        self.db.set_pool_gauges(pool);
+        courser_exposition::encode(&self.registry, format)
     }
 }
 

@@ -5,9 +5,9 @@
 use bytes::Bytes;
 use courser_cache::{LoadedPage, Skeleton, Source};
 use serde::Serialize;
-use sqlx::PgPool;
 use utoipa::ToSchema;
 
+use crate::db::Db;
 use crate::db::ratings::{self, CourseRating};
 use crate::db::reviewers::{self, Reviewer};
 use crate::db::reviews::{self, ListedReview};
@@ -39,7 +39,7 @@ pub fn variant(query: &PageQuery) -> String {
 /// Loads one course page (the one its query names) from Postgres.
 #[derive(Debug)]
 pub struct PageSource<'a> {
-    pub db: &'a PgPool,
+    pub db: &'a Db,
     pub course: CourseId,
     pub query: &'a PageQuery,
 }
@@ -86,10 +86,13 @@ impl Source for PageSource<'_> {
         _course: i64,
         _variant: &str,
     ) -> Result<Option<LoadedPage>, ApiError> {
-        let Some(rating) = ratings::find(self.db, self.course).await? else {
+        // One connection for both statements: one wait for the pool, not two.
+        let mut conn = self.db.acquire().await?;
+        let Some(rating) = ratings::find(&mut conn, self.course).await? else {
             return Ok(None);
         };
-        let (listed, next) = reviews::page(self.db, self.course, self.query).await?;
+        let (listed, next) = reviews::page(&mut conn, self.course, self.query).await?;
+        drop(conn);
         let reviewers = listed
             .iter()
             .map(|l| reviewer_fragment(&l.reviewer))

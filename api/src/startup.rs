@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::ApiKeys;
 use crate::config::Config;
+use crate::db::Db;
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::state::AppState;
@@ -69,7 +70,7 @@ impl Application {
         let mut metrics = Metrics::new();
         let cache = Cache::new(&config.cache(), metrics.registry_mut())?;
         let state = AppState {
-            db,
+            db: Db::new(db, metrics.db()),
             keys: ApiKeys::new(&config.api_keys),
             metrics: Arc::new(metrics),
             cache,

@@ -4,16 +4,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::FromRef;
-use sqlx::PgPool;
 
 use courser_cache::Cache;
 
 use crate::auth::ApiKeys;
+use crate::db::Db;
 use crate::metrics::Metrics;
 
 #[derive(Debug, Clone, FromRef)]
 pub struct AppState {
-    pub db: PgPool,
+    pub db: Db,
     pub keys: ApiKeys,
     pub metrics: Arc<Metrics>,
     pub cache: Cache,

@@ -1,9 +1,11 @@
-//! The admin listener (`metrics_listen`): `GET /metrics` in the Prometheus text format
-//! and `GET /healthz` for the proxy's own liveness.
+//! The admin listener (`metrics_listen`): `GET /metrics` (OpenMetrics for Prometheus, the
+//! classic text format for anyone who does not ask for OpenMetrics) and `GET /healthz`
+//! for the proxy's own liveness.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use courser_exposition::Format;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::lb::LoadBalancer;
@@ -50,12 +52,14 @@ impl ServeHttp for Admin {
                     let up = self.lb.backends().ready(b) && !state.is_ejected(now);
                     Some((state.label.clone(), up, state.in_flight()))
                 });
-                let text = self.metrics.render(gauges);
-                respond(
-                    200,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    text.into_bytes(),
-                )
+                let accept = session
+                    .req_header()
+                    .headers
+                    .get(http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok());
+                let format = Format::negotiate(accept);
+                let text = self.metrics.render(gauges, format);
+                respond(200, format.content_type(), text.into_bytes())
             }
             "/healthz" => respond(200, "text/plain", b"ok\n".to_vec()),
             _ => respond(404, "text/plain", b"not found\n".to_vec()),

@@ -7,7 +7,8 @@
 
 use std::sync::Arc;
 
-use prometheus_client::encoding::{EncodeLabelSet, text::encode};
+use courser_exposition::Format;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -43,12 +44,14 @@ pub enum RetryReason {
     Timeout,
 }
 
-/// Counters of one backend, resolved once.
+/// Handles of one backend, resolved once.
 #[derive(Clone, Debug)]
 pub struct BackendMetrics {
     requests: [Counter; 6],
     /// Times the outlier tracker ejected it.
     pub ejections: Counter,
+    /// Time from choosing it for an attempt to its response headers.
+    pub upstream_duration: Histogram,
 }
 
 impl BackendMetrics {
@@ -65,12 +68,19 @@ fn class_index(status: u16) -> usize {
     }
 }
 
+/// The api's request latency buckets (0.5 ms to 5 s, with the SLO's 300 ms), so that a
+/// backend's latency seen from the proxy compares bucket for bucket with its own.
+const UPSTREAM_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0,
+];
+
 /// Every metric of the proxy.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     ejections: Family<BackendLabel, Counter>,
+    upstream_duration: Family<BackendLabel, Histogram>,
     backend_up: Family<BackendLabel, Gauge>,
     in_flight: Family<BackendLabel, Gauge>,
     retries: [Counter; 3],
@@ -121,6 +131,14 @@ impl Metrics {
             "Backends ejected by passive health (connect failures, 5xx bursts)",
             ejections.clone(),
         );
+        let upstream_duration = Family::<BackendLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(UPSTREAM_BUCKETS)
+        });
+        registry.register(
+            "courser_proxy_upstream_duration_seconds",
+            "Time from choosing a backend for an attempt (connect included) to its response headers, by backend",
+            upstream_duration.clone(),
+        );
         let backend_up = Family::<BackendLabel, Gauge>::default();
         registry.register(
             "courser_proxy_backend_up",
@@ -149,11 +167,13 @@ impl Metrics {
                     .clone()
             }),
             ejections: Counter::default(),
+            upstream_duration: Histogram::new(UPSTREAM_BUCKETS),
         };
         Self {
             registry,
             requests,
             ejections,
+            upstream_duration,
             backend_up,
             in_flight,
             retries,
@@ -180,6 +200,12 @@ impl Metrics {
                     backend: label.clone(),
                 })
                 .clone(),
+            upstream_duration: self
+                .upstream_duration
+                .get_or_create(&BackendLabel {
+                    backend: label.clone(),
+                })
+                .clone(),
         }
     }
 
@@ -195,6 +221,7 @@ impl Metrics {
             backend: label.clone(),
         };
         self.ejections.remove(&label);
+        self.upstream_duration.remove(&label);
         self.backend_up.remove(&label);
         self.in_flight.remove(&label);
     }
@@ -204,9 +231,13 @@ impl Metrics {
         self.retries[reason as usize].inc();
     }
 
-    /// Renders the text exposition, after setting the per-backend gauges from
+    /// Renders the exposition in `format`, after setting the per-backend gauges from
     /// `(label, up, in_flight)` of every current backend.
-    pub fn render(&self, backends: impl IntoIterator<Item = (Arc<str>, bool, usize)>) -> String {
+    pub fn render(
+        &self,
+        backends: impl IntoIterator<Item = (Arc<str>, bool, usize)>,
+        format: Format,
+    ) -> String {
         self.backend_up.clear();
         self.in_flight.clear();
         for (backend, up, in_flight) in backends {
@@ -216,11 +247,10 @@ impl Metrics {
                 .get_or_create(&label)
                 .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
         }
-        let mut out = String::with_capacity(8 * 1024);
-        if let Err(e) = encode(&mut out, &self.registry) {
+        courser_exposition::encode(&self.registry, format).unwrap_or_else(|e| {
             tracing::error!(error = %e, "encoding metrics failed");
-        }
-        out
+            String::new()
+        })
     }
 }
 

@@ -88,6 +88,8 @@ pub struct RequestCtx {
     client_ip: Option<IpAddr>,
     /// The current attempt's backend; dropping it ends the attempt.
     attempt: Option<InFlight>,
+    /// When the current attempt's backend was chosen.
+    attempt_started: Instant,
     /// Backends that failed this request (allocated only on a retry).
     tried: Vec<SocketAddr>,
     timeout_retried: bool,
@@ -177,6 +179,7 @@ impl ProxyHttp for CourserProxy {
             request_id: None,
             client_ip: None,
             attempt: None,
+            attempt_started: Instant::now(),
             tried: Vec::new(),
             timeout_retried: false,
             response_started: false,
@@ -260,6 +263,7 @@ impl ProxyHttp for CourserProxy {
         peer.options.write_timeout = Some(self.policy.write_timeout);
         peer.options.idle_timeout = Some(self.policy.idle_timeout);
         ctx.attempt = Some(state.start());
+        ctx.attempt_started = Instant::now();
         Ok(peer)
     }
 
@@ -290,6 +294,10 @@ impl ProxyHttp for CourserProxy {
         }
         ctx.response_started = true;
         if let Some(attempt) = &ctx.attempt {
+            let metrics = &attempt.backend().metrics;
+            metrics
+                .upstream_duration
+                .observe(ctx.attempt_started.elapsed().as_secs_f64());
             if upstream_response.status.is_server_error() {
                 self.registry.record_server_error(attempt.backend());
             } else {

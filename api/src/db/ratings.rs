@@ -1,9 +1,9 @@
 //! `ratings`: one row per course, the exact aggregate of its reviews.
 
 use serde::Serialize;
-use sqlx::PgExecutor;
 use utoipa::ToSchema;
 
+use crate::db::{Exec, QueryName, Rows};
 use crate::domain::{CourseId, Rating};
 
 /// A course's rating aggregate.
@@ -50,6 +50,13 @@ struct Row {
     distribution: Vec<i32>,
 }
 
+/// What `recompute` returns, exactly one row.
+impl Rows for Row {
+    fn rows(&self) -> u64 {
+        1
+    }
+}
+
 impl From<Row> for CourseRating {
     fn from(row: Row) -> Self {
         let d = |i: usize| row.distribution.get(i).copied().unwrap_or_default();
@@ -80,137 +87,174 @@ impl From<Row> for CourseRating {
     }
 }
 
-pub async fn find(db: impl PgExecutor<'_>, course: CourseId) -> sqlx::Result<Option<CourseRating>> {
-    let row: Option<Row> = sqlx::query_as(
-        r#"SELECT course_id, review_count, half_stars_sum, distribution
-           FROM ratings WHERE course_id = $1"#,
-    )
-    .bind(course.get())
-    .fetch_optional(db)
-    .await?;
+pub async fn find(db: impl Into<Exec<'_>>, course: CourseId) -> sqlx::Result<Option<CourseRating>> {
+    let row: Option<Row> = db
+        .into()
+        .run(QueryName::RatingsFind, async |conn| {
+            sqlx::query_as(
+                r#"SELECT course_id, review_count, half_stars_sum, distribution
+                   FROM ratings WHERE course_id = $1"#,
+            )
+            .bind(course.get())
+            .fetch_optional(conn)
+            .await
+        })
+        .await?;
     Ok(row.map(Into::into))
 }
 
 /// Creates the course with an empty aggregate; `None` if it already exists.
 pub async fn create(
-    db: impl PgExecutor<'_>,
+    db: impl Into<Exec<'_>>,
     course: CourseId,
 ) -> sqlx::Result<Option<CourseRating>> {
-    let row: Option<Row> = sqlx::query_as(
-        r#"INSERT INTO ratings (course_id) VALUES ($1)
-           ON CONFLICT (course_id) DO NOTHING
-           RETURNING course_id, review_count, half_stars_sum, distribution"#,
-    )
-    .bind(course.get())
-    .fetch_optional(db)
-    .await?;
+    let row: Option<Row> = db
+        .into()
+        .run(QueryName::RatingsCreate, async |conn| {
+            sqlx::query_as(
+                r#"INSERT INTO ratings (course_id) VALUES ($1)
+                   ON CONFLICT (course_id) DO NOTHING
+                   RETURNING course_id, review_count, half_stars_sum, distribution"#,
+            )
+            .bind(course.get())
+            .fetch_optional(conn)
+            .await
+        })
+        .await?;
     Ok(row.map(Into::into))
 }
 
 /// Locks the course's row for the rest of the transaction; `false` if there is no course.
 /// Every review write takes this lock first, so writes to one course run one at a time.
-pub async fn lock(db: impl PgExecutor<'_>, course: CourseId) -> sqlx::Result<bool> {
-    let found = sqlx::query(r#"SELECT 1 FROM ratings WHERE course_id = $1 FOR UPDATE"#)
-        .bind(course.get())
-        .fetch_optional(db)
+pub async fn lock(db: impl Into<Exec<'_>>, course: CourseId) -> sqlx::Result<bool> {
+    let found = db
+        .into()
+        .run(QueryName::RatingsLock, async |conn| {
+            sqlx::query(r#"SELECT 1 FROM ratings WHERE course_id = $1 FOR UPDATE"#)
+                .bind(course.get())
+                .fetch_optional(conn)
+                .await
+        })
         .await?;
     Ok(found.is_some())
 }
 
 /// Counts one more review with `rating`; `false` if there is no course. Takes the row lock.
 pub async fn add_review(
-    db: impl PgExecutor<'_>,
+    db: impl Into<Exec<'_>>,
     course: CourseId,
     rating: Rating,
 ) -> sqlx::Result<bool> {
-    let updated = sqlx::query(
-        r#"UPDATE ratings
-           SET review_count = review_count + 1,
-               half_stars_sum = half_stars_sum + $2,
-               distribution[$2 - 1] = distribution[$2 - 1] + 1
-           WHERE course_id = $1"#,
-    )
-    .bind(course.get())
-    .bind(i32::from(rating.half_stars()))
-    .execute(db)
-    .await?;
+    let updated = db
+        .into()
+        .run(QueryName::RatingsAddReview, async |conn| {
+            sqlx::query(
+                r#"UPDATE ratings
+                   SET review_count = review_count + 1,
+                       half_stars_sum = half_stars_sum + $2,
+                       distribution[$2 - 1] = distribution[$2 - 1] + 1
+                   WHERE course_id = $1"#,
+            )
+            .bind(course.get())
+            .bind(i32::from(rating.half_stars()))
+            .execute(conn)
+            .await
+        })
+        .await?;
     Ok(updated.rows_affected() == 1)
 }
 
 /// Takes back one review with `rating`.
 pub async fn remove_review(
-    db: impl PgExecutor<'_>,
+    db: impl Into<Exec<'_>>,
     course: CourseId,
     rating: Rating,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        r#"UPDATE ratings
-           SET review_count = review_count - 1,
-               half_stars_sum = half_stars_sum - $2,
-               distribution[$2 - 1] = distribution[$2 - 1] - 1
-           WHERE course_id = $1"#,
-    )
-    .bind(course.get())
-    .bind(i32::from(rating.half_stars()))
-    .execute(db)
-    .await?;
+    db.into()
+        .run(QueryName::RatingsRemoveReview, async |conn| {
+            sqlx::query(
+                r#"UPDATE ratings
+                   SET review_count = review_count - 1,
+                       half_stars_sum = half_stars_sum - $2,
+                       distribution[$2 - 1] = distribution[$2 - 1] - 1
+                   WHERE course_id = $1"#,
+            )
+            .bind(course.get())
+            .bind(i32::from(rating.half_stars()))
+            .execute(conn)
+            .await
+        })
+        .await?;
     Ok(())
 }
 
 /// Moves one review from rating `from` to rating `to` (which must differ).
 pub async fn move_review(
-    db: impl PgExecutor<'_>,
+    db: impl Into<Exec<'_>>,
     course: CourseId,
     from: Rating,
     to: Rating,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        r#"UPDATE ratings
-           SET half_stars_sum = half_stars_sum - $2 + $3,
-               distribution[$2 - 1] = distribution[$2 - 1] - 1,
-               distribution[$3 - 1] = distribution[$3 - 1] + 1
-           WHERE course_id = $1"#,
-    )
-    .bind(course.get())
-    .bind(i32::from(from.half_stars()))
-    .bind(i32::from(to.half_stars()))
-    .execute(db)
-    .await?;
+    db.into()
+        .run(QueryName::RatingsMoveReview, async |conn| {
+            sqlx::query(
+                r#"UPDATE ratings
+                   SET half_stars_sum = half_stars_sum - $2 + $3,
+                       distribution[$2 - 1] = distribution[$2 - 1] - 1,
+                       distribution[$3 - 1] = distribution[$3 - 1] + 1
+                   WHERE course_id = $1"#,
+            )
+            .bind(course.get())
+            .bind(i32::from(from.half_stars()))
+            .bind(i32::from(to.half_stars()))
+            .execute(conn)
+            .await
+        })
+        .await?;
     Ok(())
 }
 
 /// Rewrites the aggregate from the course's reviews. Call with the row locked (`lock`),
 /// in a statement after the lock: under READ COMMITTED that statement's snapshot then
 /// holds every committed review write, and no new one can start until commit.
-pub async fn recompute(db: impl PgExecutor<'_>, course: CourseId) -> sqlx::Result<CourseRating> {
-    let row: Row = sqlx::query_as(
-        r#"UPDATE ratings SET (review_count, half_stars_sum, distribution) = (
-               SELECT count(*)::int,
-                      coalesce(sum(half_stars), 0),
-                      ARRAY[count(*) FILTER (WHERE half_stars = 2),
-                            count(*) FILTER (WHERE half_stars = 3),
-                            count(*) FILTER (WHERE half_stars = 4),
-                            count(*) FILTER (WHERE half_stars = 5),
-                            count(*) FILTER (WHERE half_stars = 6),
-                            count(*) FILTER (WHERE half_stars = 7),
-                            count(*) FILTER (WHERE half_stars = 8),
-                            count(*) FILTER (WHERE half_stars = 9),
-                            count(*) FILTER (WHERE half_stars = 10)]::int[]
-               FROM reviews WHERE course_id = $1)
-           WHERE course_id = $1
-           RETURNING course_id, review_count, half_stars_sum, distribution"#,
-    )
-    .bind(course.get())
-    .fetch_one(db)
-    .await?;
+pub async fn recompute(db: impl Into<Exec<'_>>, course: CourseId) -> sqlx::Result<CourseRating> {
+    let row: Row = db
+        .into()
+        .run(QueryName::RatingsRecompute, async |conn| {
+            sqlx::query_as(
+                r#"UPDATE ratings SET (review_count, half_stars_sum, distribution) = (
+                       SELECT count(*)::int,
+                              coalesce(sum(half_stars), 0),
+                              ARRAY[count(*) FILTER (WHERE half_stars = 2),
+                                    count(*) FILTER (WHERE half_stars = 3),
+                                    count(*) FILTER (WHERE half_stars = 4),
+                                    count(*) FILTER (WHERE half_stars = 5),
+                                    count(*) FILTER (WHERE half_stars = 6),
+                                    count(*) FILTER (WHERE half_stars = 7),
+                                    count(*) FILTER (WHERE half_stars = 8),
+                                    count(*) FILTER (WHERE half_stars = 9),
+                                    count(*) FILTER (WHERE half_stars = 10)]::int[]
+                       FROM reviews WHERE course_id = $1)
+                   WHERE course_id = $1
+                   RETURNING course_id, review_count, half_stars_sum, distribution"#,
+            )
+            .bind(course.get())
+            .fetch_one(conn)
+            .await
+        })
+        .await?;
     Ok(row.into())
 }
 
 /// Removes the course's row (its reviews must be gone already).
-pub async fn delete(db: impl PgExecutor<'_>, course: CourseId) -> sqlx::Result<()> {
-    sqlx::query(r#"DELETE FROM ratings WHERE course_id = $1"#)
-        .bind(course.get())
-        .execute(db)
+pub async fn delete(db: impl Into<Exec<'_>>, course: CourseId) -> sqlx::Result<()> {
+    db.into()
+        .run(QueryName::RatingsDelete, async |conn| {
+            sqlx::query(r#"DELETE FROM ratings WHERE course_id = $1"#)
+                .bind(course.get())
+                .execute(conn)
+                .await
+        })
         .await?;
     Ok(())
 }

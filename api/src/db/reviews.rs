@@ -1,11 +1,11 @@
 //! `reviews`: single reviews, and the keyset-paginated listing of a course page.
 
 use serde::Serialize;
-use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::db::reviewers::Reviewer;
+use crate::db::{Exec, QueryName, Rows};
 use crate::domain::{
     Comment, CourseId, Cursor, PageQuery, Rating, ReviewId, ReviewerId, Sort, SortKey,
 };
@@ -30,6 +30,13 @@ pub struct Review {
     /// When the rating or comment last changed.
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+}
+
+/// What `insert` and `update` return, exactly one row.
+impl Rows for Review {
+    fn rows(&self) -> u64 {
+        1
+    }
 }
 
 impl From<i16> for Rating {
@@ -72,41 +79,54 @@ impl From<ListedRow> for ListedReview {
     }
 }
 
-pub async fn find(db: impl PgExecutor<'_>, id: ReviewId) -> sqlx::Result<Option<Review>> {
-    sqlx::query_as(
-        r#"SELECT id, course_id, reviewer_id, half_stars, comment, helpful, reported, created_at, updated_at
-           FROM reviews WHERE id = $1"#,
-    )
-    .bind(id.get())
-    .fetch_optional(db)
-    .await
+pub async fn find(db: impl Into<Exec<'_>>, id: ReviewId) -> sqlx::Result<Option<Review>> {
+    db.into()
+        .run(QueryName::ReviewsFind, async |conn| {
+            sqlx::query_as(
+                r#"SELECT id, course_id, reviewer_id, half_stars, comment, helpful, reported, created_at, updated_at
+                   FROM reviews WHERE id = $1"#,
+            )
+            .bind(id.get())
+            .fetch_optional(conn)
+            .await
+        })
+        .await
 }
 
 pub async fn insert(
-    db: impl PgExecutor<'_>,
+    db: impl Into<Exec<'_>>,
     course: CourseId,
     reviewer: ReviewerId,
     rating: Rating,
     comment: &Comment,
 ) -> sqlx::Result<Review> {
-    sqlx::query_as(
-        r#"INSERT INTO reviews (course_id, reviewer_id, half_stars, comment) VALUES ($1, $2, $3, $4)
-           RETURNING id, course_id, reviewer_id, half_stars, comment, helpful, reported, created_at, updated_at"#,
-    )
-    .bind(course.get())
-    .bind(reviewer.get())
-    .bind(rating.half_stars())
-    .bind(comment.as_str())
-    .fetch_one(db)
-    .await
+    db.into()
+        .run(QueryName::ReviewsInsert, async |conn| {
+            sqlx::query_as(
+                r#"INSERT INTO reviews (course_id, reviewer_id, half_stars, comment) VALUES ($1, $2, $3, $4)
+                   RETURNING id, course_id, reviewer_id, half_stars, comment, helpful, reported, created_at, updated_at"#,
+            )
+            .bind(course.get())
+            .bind(reviewer.get())
+            .bind(rating.half_stars())
+            .bind(comment.as_str())
+            .fetch_one(conn)
+            .await
+        })
+        .await
 }
 
 /// The course a review belongs to (which never changes), read without a lock so that the
 /// caller can lock the course first.
-pub async fn course_of(db: impl PgExecutor<'_>, id: ReviewId) -> sqlx::Result<Option<CourseId>> {
-    let course: Option<(i64,)> = sqlx::query_as(r#"SELECT course_id FROM reviews WHERE id = $1"#)
-        .bind(id.get())
-        .fetch_optional(db)
+pub async fn course_of(db: impl Into<Exec<'_>>, id: ReviewId) -> sqlx::Result<Option<CourseId>> {
+    let course: Option<(i64,)> = db
+        .into()
+        .run(QueryName::ReviewsCourseOf, async |conn| {
+            sqlx::query_as(r#"SELECT course_id FROM reviews WHERE id = $1"#)
+                .bind(id.get())
+                .fetch_optional(conn)
+                .await
+        })
         .await?;
     course
         .map(|(id,)| CourseId::new(id).map_err(|e| sqlx::Error::Decode(e.into())))
@@ -114,80 +134,104 @@ pub async fn course_of(db: impl PgExecutor<'_>, id: ReviewId) -> sqlx::Result<Op
 }
 
 /// Locks the review and returns it; `None` if it is gone.
-pub async fn lock(db: impl PgExecutor<'_>, id: ReviewId) -> sqlx::Result<Option<Review>> {
-    sqlx::query_as(
-        r#"SELECT id, course_id, reviewer_id, half_stars, comment, helpful, reported, created_at, updated_at
-           FROM reviews WHERE id = $1 FOR UPDATE"#,
-    )
-    .bind(id.get())
-    .fetch_optional(db)
-    .await
+pub async fn lock(db: impl Into<Exec<'_>>, id: ReviewId) -> sqlx::Result<Option<Review>> {
+    db.into()
+        .run(QueryName::ReviewsLock, async |conn| {
+            sqlx::query_as(
+                r#"SELECT id, course_id, reviewer_id, half_stars, comment, helpful, reported, created_at, updated_at
+                   FROM reviews WHERE id = $1 FOR UPDATE"#,
+            )
+            .bind(id.get())
+            .fetch_optional(conn)
+            .await
+        })
+        .await
 }
 
 /// Changes the rating and/or comment; `None` leaves a field as it is.
 pub async fn update(
-    db: impl PgExecutor<'_>,
+    db: impl Into<Exec<'_>>,
     id: ReviewId,
     rating: Option<Rating>,
     comment: Option<&Comment>,
 ) -> sqlx::Result<Review> {
-    sqlx::query_as(
-        r#"UPDATE reviews
-           SET half_stars = coalesce($2, half_stars), comment = coalesce($3, comment), updated_at = now()
-           WHERE id = $1
-           RETURNING id, course_id, reviewer_id, half_stars, comment, helpful, reported, created_at, updated_at"#,
-    )
-    .bind(id.get())
-    .bind(rating.map(Rating::half_stars))
-    .bind(comment.map(Comment::as_str))
-    .fetch_one(db)
-    .await
+    db.into()
+        .run(QueryName::ReviewsUpdate, async |conn| {
+            sqlx::query_as(
+                r#"UPDATE reviews
+                   SET half_stars = coalesce($2, half_stars), comment = coalesce($3, comment), updated_at = now()
+                   WHERE id = $1
+                   RETURNING id, course_id, reviewer_id, half_stars, comment, helpful, reported, created_at, updated_at"#,
+            )
+            .bind(id.get())
+            .bind(rating.map(Rating::half_stars))
+            .bind(comment.map(Comment::as_str))
+            .fetch_one(conn)
+            .await
+        })
+        .await
 }
 
-pub async fn delete(db: impl PgExecutor<'_>, id: ReviewId) -> sqlx::Result<()> {
-    sqlx::query(r#"DELETE FROM reviews WHERE id = $1"#)
-        .bind(id.get())
-        .execute(db)
+pub async fn delete(db: impl Into<Exec<'_>>, id: ReviewId) -> sqlx::Result<()> {
+    db.into()
+        .run(QueryName::ReviewsDelete, async |conn| {
+            sqlx::query(r#"DELETE FROM reviews WHERE id = $1"#)
+                .bind(id.get())
+                .execute(conn)
+                .await
+        })
         .await?;
     Ok(())
 }
 
-pub async fn mark_helpful(db: impl PgExecutor<'_>, id: ReviewId) -> sqlx::Result<Option<Review>> {
-    sqlx::query_as(
-        r#"UPDATE reviews SET helpful = helpful + 1 WHERE id = $1
-           RETURNING id, course_id, reviewer_id, half_stars, comment, helpful, reported, created_at, updated_at"#,
-    )
-    .bind(id.get())
-    .fetch_optional(db)
-    .await
+pub async fn mark_helpful(db: impl Into<Exec<'_>>, id: ReviewId) -> sqlx::Result<Option<Review>> {
+    db.into()
+        .run(QueryName::ReviewsMarkHelpful, async |conn| {
+            sqlx::query_as(
+                r#"UPDATE reviews SET helpful = helpful + 1 WHERE id = $1
+                   RETURNING id, course_id, reviewer_id, half_stars, comment, helpful, reported, created_at, updated_at"#,
+            )
+            .bind(id.get())
+            .fetch_optional(conn)
+            .await
+        })
+        .await
 }
 
-pub async fn report(db: impl PgExecutor<'_>, id: ReviewId) -> sqlx::Result<Option<Review>> {
-    sqlx::query_as(
-        r#"UPDATE reviews SET reported = true WHERE id = $1
-           RETURNING id, course_id, reviewer_id, half_stars, comment, helpful, reported, created_at, updated_at"#,
-    )
-    .bind(id.get())
-    .fetch_optional(db)
-    .await
+pub async fn report(db: impl Into<Exec<'_>>, id: ReviewId) -> sqlx::Result<Option<Review>> {
+    db.into()
+        .run(QueryName::ReviewsReport, async |conn| {
+            sqlx::query_as(
+                r#"UPDATE reviews SET reported = true WHERE id = $1
+                   RETURNING id, course_id, reviewer_id, half_stars, comment, helpful, reported, created_at, updated_at"#,
+            )
+            .bind(id.get())
+            .fetch_optional(conn)
+            .await
+        })
+        .await
 }
 
 /// Deletes every review of the course and takes them off their reviewers' counts,
 /// returning those reviewers. Call with the course and its reviewers locked.
 pub async fn delete_course_reviews(
-    db: impl PgExecutor<'_>,
+    db: impl Into<Exec<'_>>,
     course: CourseId,
 ) -> sqlx::Result<Vec<i64>> {
-    sqlx::query_scalar(
-        r#"WITH gone AS (DELETE FROM reviews WHERE course_id = $1 RETURNING reviewer_id),
-                per_reviewer AS (SELECT reviewer_id, count(*)::int AS n FROM gone GROUP BY reviewer_id)
-           UPDATE reviewers SET review_count = review_count - per_reviewer.n
-           FROM per_reviewer WHERE reviewers.id = per_reviewer.reviewer_id
-           RETURNING reviewers.id"#,
-    )
-    .bind(course.get())
-    .fetch_all(db)
-    .await
+    db.into()
+        .run(QueryName::ReviewsDeleteOfCourse, async |conn| {
+            sqlx::query_scalar(
+                r#"WITH gone AS (DELETE FROM reviews WHERE course_id = $1 RETURNING reviewer_id),
+                        per_reviewer AS (SELECT reviewer_id, count(*)::int AS n FROM gone GROUP BY reviewer_id)
+                   UPDATE reviewers SET review_count = review_count - per_reviewer.n
+                   FROM per_reviewer WHERE reviewers.id = per_reviewer.reviewer_id
+                   RETURNING reviewers.id"#,
+            )
+            .bind(course.get())
+            .fetch_all(conn)
+            .await
+        })
+        .await
 }
 
 // One statement per sort order (and star filter where it needs its own index), each
@@ -230,19 +274,25 @@ pub const PAGE_LOWEST: &str = page_sql!(
 
 /// The statement for a query's sort order and star filter.
 pub fn page_sql(sort: Sort, filtered: bool) -> &'static str {
+    page_statement(sort, filtered).1
+}
+
+/// The statement for a query's sort order and star filter, and the name it is measured
+/// under (each walks its own index, so each is timed on its own).
+fn page_statement(sort: Sort, filtered: bool) -> (QueryName, &'static str) {
     match (sort, filtered) {
-        (Sort::Recent, false) => PAGE_RECENT,
-        (Sort::Recent, true) => PAGE_RECENT_STARS,
-        (Sort::Helpful, false) => PAGE_HELPFUL,
-        (Sort::Helpful, true) => PAGE_HELPFUL_STARS,
-        (Sort::Highest, _) => PAGE_HIGHEST,
-        (Sort::Lowest, _) => PAGE_LOWEST,
+        (Sort::Recent, false) => (QueryName::ReviewsPageRecent, PAGE_RECENT),
+        (Sort::Recent, true) => (QueryName::ReviewsPageRecentStars, PAGE_RECENT_STARS),
+        (Sort::Helpful, false) => (QueryName::ReviewsPageHelpful, PAGE_HELPFUL),
+        (Sort::Helpful, true) => (QueryName::ReviewsPageHelpfulStars, PAGE_HELPFUL_STARS),
+        (Sort::Highest, _) => (QueryName::ReviewsPageHighest, PAGE_HIGHEST),
+        (Sort::Lowest, _) => (QueryName::ReviewsPageLowest, PAGE_LOWEST),
     }
 }
 
 /// A page of a course's unreported reviews, and the cursor of the next page if any.
 pub async fn page(
-    db: impl PgExecutor<'_>,
+    db: impl Into<Exec<'_>>,
     course: CourseId,
     query: &PageQuery,
 ) -> sqlx::Result<(Vec<ListedReview>, Option<Cursor>)> {
@@ -251,8 +301,8 @@ pub async fn page(
         Some(cursor) => (cursor.key, cursor.id),
         None => start_of(query.sort),
     };
-    let statement = sqlx::query_as::<_, ListedRow>(page_sql(query.sort, query.stars.is_some()))
-        .bind(course.get());
+    let (name, sql) = page_statement(query.sort, query.stars.is_some());
+    let statement = sqlx::query_as::<_, ListedRow>(sql).bind(course.get());
     let statement = match key {
         SortKey::CreatedAt(micros) => statement.bind(timestamp_from_micros(micros)),
         SortKey::Helpful(helpful) => statement.bind(helpful),
@@ -271,8 +321,9 @@ pub async fn page(
             None => statement.bind(2_i16).bind(10_i16),
         },
     };
-    let mut rows: Vec<ListedReview> = statement
-        .fetch_all(db)
+    let mut rows: Vec<ListedReview> = db
+        .into()
+        .run(name, async |conn| statement.fetch_all(conn).await)
         .await?
         .into_iter()
         .map(ListedReview::from)

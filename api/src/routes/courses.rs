@@ -5,9 +5,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use courser_cache::{Cache, Page};
-use sqlx::PgPool;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::db::Db;
 use crate::domain::{CourseId, PageQuery, RawPageQuery};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Path, Query};
@@ -36,7 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 )]
 async fn course_page(
-    State(db): State<PgPool>,
+    State(db): State<Db>,
     State(cache): State<Cache>,
     Path(course): Path<CourseId>,
     Query(query): Query<PageQuery>,

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use courser_exposition::Format;
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -31,7 +32,7 @@ async fn healthz() -> Json<serde_json::Value> {
 
 /// The database answers within a second; 503 otherwise, so balancers send traffic elsewhere.
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let ping = sqlx::query("SELECT 1").execute(&state.db);
+    let ping = state.db.ping();
     match tokio::time::timeout(Duration::from_secs(1), ping).await {
         Ok(Ok(_)) => Ok(Json(json!({"status": "ready"}))),
         Ok(Err(error)) => Err(ApiError::Unavailable(error.into())),
@@ -39,17 +40,21 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// OpenMetrics for Prometheus, the classic text format for anyone who does not ask for
+/// OpenMetrics (see `courser_exposition`).
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
     state.cache.update_gauges();
-    match state.metrics.render(&state.db) {
-        Ok(text) => {
-            let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-            (
-                [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-                text,
-            )
-                .into_response()
-        }
+    match state.metrics.render(state.db.pool(), format) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            )],
+            text,
+        )
+            .into_response(),
         Err(error) => ApiError::Internal(error.into()).into_response(),
     }
 }

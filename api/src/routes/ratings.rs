@@ -4,12 +4,11 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
-use sqlx::PgPool;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::db::ratings::{self, CourseRating};
-use crate::db::{reviewers, reviews};
+use crate::db::{Db, reviewers, reviews};
 use crate::domain::CourseId;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path};
@@ -45,7 +44,7 @@ fn course_not_found(course: CourseId) -> ApiError {
     )
 )]
 async fn create_course(
-    State(db): State<PgPool>,
+    State(db): State<Db>,
     State(cache): State<Cache>,
     Json(new): Json<NewCourse>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -74,7 +73,7 @@ async fn create_course(
     )
 )]
 async fn get_rating(
-    State(db): State<PgPool>,
+    State(db): State<Db>,
     Path(course): Path<CourseId>,
 ) -> Result<Json<CourseRating>, ApiError> {
     ratings::find(&db, course)
@@ -94,16 +93,18 @@ async fn get_rating(
     )
 )]
 async fn recompute_rating(
-    State(db): State<PgPool>,
+    State(db): State<Db>,
     State(cache): State<Cache>,
     Path(course): Path<CourseId>,
 ) -> Result<Json<CourseRating>, ApiError> {
-    let mut tx = db.begin().await?;
-    if !ratings::lock(&mut *tx, course).await? {
+    let mut conn = db.acquire().await?;
+    let mut tx = conn.begin().await?;
+    if !ratings::lock(&mut tx, course).await? {
         return Err(course_not_found(course));
     }
-    let rating = ratings::recompute(&mut *tx, course).await?;
+    let rating = ratings::recompute(&mut tx, course).await?;
     tx.commit().await?;
+    drop(conn); // back to the pool before the cache work
     cache.invalidate(&[Subject::Course(course.get())]).await;
     Ok(Json(rating))
 }
@@ -119,18 +120,20 @@ async fn recompute_rating(
     )
 )]
 async fn delete_course(
-    State(db): State<PgPool>,
+    State(db): State<Db>,
     State(cache): State<Cache>,
     Path(course): Path<CourseId>,
 ) -> Result<StatusCode, ApiError> {
-    let mut tx = db.begin().await?;
-    if !ratings::lock(&mut *tx, course).await? {
+    let mut conn = db.acquire().await?;
+    let mut tx = conn.begin().await?;
+    if !ratings::lock(&mut tx, course).await? {
         return Err(course_not_found(course));
     }
-    reviewers::lock_reviewers_of_course(&mut *tx, course).await?;
-    let reviewers = reviews::delete_course_reviews(&mut *tx, course).await?;
-    ratings::delete(&mut *tx, course).await?;
+    reviewers::lock_reviewers_of_course(&mut tx, course).await?;
+    let reviewers = reviews::delete_course_reviews(&mut tx, course).await?;
+    ratings::delete(&mut tx, course).await?;
     tx.commit().await?;
+    drop(conn); // back to the pool before the cache work
     // The reviewers' counts changed, and pages of other courses show them.
     let touched: Vec<Subject> = std::iter::once(Subject::Course(course.get()))
         .chain(reviewers.into_iter().map(Subject::Reviewer))

@@ -4,10 +4,10 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Deserializer};
-use sqlx::PgPool;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use crate::db::Db;
 use crate::db::reviewers::{self, Deleted, Reviewer, ReviewerChanges};
 use crate::domain::{CoursesTaken, Name, Picture, ReviewerId};
 use crate::error::{ApiError, Problem};
@@ -63,7 +63,7 @@ fn reviewer_not_found(id: ReviewerId) -> ApiError {
     )
 )]
 async fn create_reviewer(
-    State(db): State<PgPool>,
+    State(db): State<Db>,
     Json(new): Json<NewReviewer>,
 ) -> Result<impl IntoResponse, ApiError> {
     let courses_taken = new.courses_taken.map_or(0, CoursesTaken::get);
@@ -86,7 +86,7 @@ async fn create_reviewer(
     )
 )]
 async fn get_reviewer(
-    State(db): State<PgPool>,
+    State(db): State<Db>,
     Path(id): Path<ReviewerId>,
 ) -> Result<Json<Reviewer>, ApiError> {
     reviewers::find(&db, id)
@@ -107,7 +107,7 @@ async fn get_reviewer(
     )
 )]
 async fn update_reviewer(
-    State(db): State<PgPool>,
+    State(db): State<Db>,
     State(cache): State<Cache>,
     Path(id): Path<ReviewerId>,
     Json(update): Json<ReviewerUpdate>,
@@ -141,7 +141,7 @@ async fn update_reviewer(
     )
 )]
 async fn delete_reviewer(
-    State(db): State<PgPool>,
+    State(db): State<Db>,
     State(cache): State<Cache>,
     Path(id): Path<ReviewerId>,
 ) -> Result<StatusCode, ApiError> {

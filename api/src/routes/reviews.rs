@@ -5,12 +5,11 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
-use sqlx::PgPool;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::db::reviews::{self, Review};
-use crate::db::{ratings, reviewers};
+use crate::db::{Db, ratings, reviewers};
 use crate::domain::{Comment, CourseId, Rating, ReviewId, ReviewerId};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path};
@@ -59,25 +58,26 @@ fn review_not_found(id: ReviewId) -> ApiError {
     )
 )]
 async fn create_review(
-    State(db): State<PgPool>,
+    State(db): State<Db>,
     State(cache): State<Cache>,
     Json(new): Json<NewReview>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut tx = db.begin().await?;
-    if !ratings::add_review(&mut *tx, new.course_id, new.rating).await? {
+    let mut conn = db.acquire().await?;
+    let mut tx = conn.begin().await?;
+    if !ratings::add_review(&mut tx, new.course_id, new.rating).await? {
         return Err(ApiError::NotFound(format!(
             "course {} does not exist",
             new.course_id
         )));
     }
-    if !reviewers::add_to_review_count(&mut *tx, new.reviewer_id, 1).await? {
+    if !reviewers::add_to_review_count(&mut tx, new.reviewer_id, 1).await? {
         return Err(ApiError::NotFound(format!(
             "reviewer {} does not exist",
             new.reviewer_id
         )));
     }
     let review = reviews::insert(
-        &mut *tx,
+        &mut tx,
         new.course_id,
         new.reviewer_id,
         new.rating,
@@ -85,6 +85,7 @@ async fn create_review(
     )
     .await?;
     tx.commit().await?;
+    drop(conn); // back to the pool before the cache work
     let touched = [
         Subject::Course(new.course_id.get()),
         Subject::Reviewer(new.reviewer_id.get()),
@@ -108,7 +109,7 @@ async fn create_review(
     )
 )]
 async fn get_review(
-    State(db): State<PgPool>,
+    State(db): State<Db>,
     Path(id): Path<ReviewId>,
 ) -> Result<Json<Review>, ApiError> {
     reviews::find(&db, id)
@@ -130,7 +131,7 @@ async fn get_review(
     )
 )]
 async fn update_review(
-    State(db): State<PgPool>,
+    State(db): State<Db>,
     State(cache): State<Cache>,
     Path(id): Path<ReviewId>,
     Json(changes): Json<ReviewChanges>,
@@ -140,19 +141,21 @@ async fn update_review(
             "give at least one of rating and comment".into(),
         ));
     }
-    let mut tx = db.begin().await?;
-    let course = reviews::course_of(&mut *tx, id)
+    let mut conn = db.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let course = reviews::course_of(&mut tx, id)
         .await?
         .ok_or_else(|| review_not_found(id))?;
-    ratings::lock(&mut *tx, course).await?;
-    let before = reviews::lock(&mut *tx, id)
+    ratings::lock(&mut tx, course).await?;
+    let before = reviews::lock(&mut tx, id)
         .await?
         .ok_or_else(|| review_not_found(id))?;
-    let after = reviews::update(&mut *tx, id, changes.rating, changes.comment.as_ref()).await?;
+    let after = reviews::update(&mut tx, id, changes.rating, changes.comment.as_ref()).await?;
     if before.rating != after.rating {
-        ratings::move_review(&mut *tx, course, before.rating, after.rating).await?;
+        ratings::move_review(&mut tx, course, before.rating, after.rating).await?;
     }
     tx.commit().await?;
+    drop(conn); // back to the pool before the cache work
     cache.invalidate(&[Subject::Course(course.get())]).await;
     Ok(Json(after))
 }
@@ -168,22 +171,24 @@ async fn update_review(
     )
 )]
 async fn delete_review(
-    State(db): State<PgPool>,
+    State(db): State<Db>,
     State(cache): State<Cache>,
     Path(id): Path<ReviewId>,
 ) -> Result<StatusCode, ApiError> {
-    let mut tx = db.begin().await?;
-    let course = reviews::course_of(&mut *tx, id)
+    let mut conn = db.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let course = reviews::course_of(&mut tx, id)
         .await?
         .ok_or_else(|| review_not_found(id))?;
-    ratings::lock(&mut *tx, course).await?;
-    let review = reviews::lock(&mut *tx, id)
+    ratings::lock(&mut tx, course).await?;
+    let review = reviews::lock(&mut tx, id)
         .await?
         .ok_or_else(|| review_not_found(id))?;
-    reviews::delete(&mut *tx, id).await?;
-    ratings::remove_review(&mut *tx, course, review.rating).await?;
-    reviewers::add_to_review_count(&mut *tx, review.reviewer_id, -1).await?;
+    reviews::delete(&mut tx, id).await?;
+    ratings::remove_review(&mut tx, course, review.rating).await?;
+    reviewers::add_to_review_count(&mut tx, review.reviewer_id, -1).await?;
     tx.commit().await?;
+    drop(conn); // back to the pool before the cache work
     let touched = [
         Subject::Course(course.get()),
         Subject::Reviewer(review.reviewer_id.get()),
@@ -203,7 +208,7 @@ async fn delete_review(
     )
 )]
 async fn mark_helpful(
-    State(db): State<PgPool>,
+    State(db): State<Db>,
     State(cache): State<Cache>,
     Path(id): Path<ReviewId>,
 ) -> Result<Json<Review>, ApiError> {
@@ -227,7 +232,7 @@ async fn mark_helpful(
     )
 )]
 async fn report_review(
-    State(db): State<PgPool>,
+    State(db): State<Db>,
     State(cache): State<Cache>,
     Path(id): Path<ReviewId>,
 ) -> Result<Json<Review>, ApiError> {

@@ -4,9 +4,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::helpers::{KEY, TestDb, ok_json};
+use crate::helpers::{KEY, TestDb, ok_json, redis_url};
+use crate::promtool::{
+    PROMETHEUS_ACCEPT, documented_families, promtool_check_metrics, sample_sum, served_families,
+};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_courser-api");
 
@@ -27,6 +30,36 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Starts the binary on a free port against `db`, with `env` on top of the test key, and
+/// waits until it is ready.
+async fn start(db: &TestDb, env: &[(&str, &str)]) -> (Process, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let server = Process(
+        Command::new(BINARY)
+            .env("COURSER_LISTEN", &addr)
+            .env("COURSER_DATABASE_URL", &db.url)
+            .env("COURSER_API_KEYS", format!("{KEY},another-key-0123456789"))
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+        {
+            return (server, addr);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("courser-api did not become ready");
+}
+
 #[tokio::test]
 async fn the_binary_migrates_serves_the_api_and_stops_cleanly_on_sigterm() {
     let db = TestDb::create().await;
@@ -41,34 +74,9 @@ async fn the_binary_migrates_serves_the_api_and_stops_cleanly_on_sigterm() {
         String::from_utf8_lossy(&migrate.stderr)
     );
 
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut server = Process(
-        Command::new(BINARY)
-            .env("COURSER_LISTEN", &addr)
-            .env("COURSER_DATABASE_URL", &db.url)
-            .env("COURSER_API_KEYS", format!("{KEY},another-key-0123456789"))
-            .env("COURSER_MIGRATE_ON_START", "false")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (mut server, addr) = start(&db, &[("COURSER_MIGRATE_ON_START", "false")]).await;
     let client = reqwest::Client::new();
     let url = |path: &str| format!("http://{addr}{path}");
-    let mut ready = false;
-    for _ in 0..100 {
-        if client
-            .get(url("/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == StatusCode::OK)
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "courser-api did not become ready");
 
     let created = client
         .post(url("/rating"))
@@ -126,4 +134,136 @@ async fn the_binary_refuses_to_start_with_a_configuration_mistake_and_names_it()
         let named = stderr.to_lowercase().contains(setting);
         assert!(named, "stderr does not name {setting}: {stderr}");
     }
+}
+
+#[tokio::test]
+async fn the_binary_s_metrics_pass_promtool_after_traffic_and_are_the_documented_families() {
+    let db = TestDb::create().await;
+    let prefix = format!("courser-test-{:016x}", rand::random::<u64>());
+    let redis = redis_url();
+    let env = [
+        ("COURSER_REDIS_URL", redis.as_str()),
+        ("COURSER_CACHE_PREFIX", &prefix),
+    ];
+    let (_server, addr) = start(&db, &env).await;
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://{addr}{path}");
+    let write = |method: reqwest::Method, path: &str, body: Value| {
+        client
+            .request(method, url(path))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+    };
+
+    // Reads and writes through every kind of statement, a miss and a hit of the cache,
+    // and answers 400 and 404, so that counters and histograms have samples.
+    use reqwest::Method;
+    let created = write(Method::POST, "/rating", json!({"course_id": 9}))
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let reviewer = write(Method::POST, "/reviewer", json!({"name": "Ada Lovelace"}));
+    let reviewer = ok_json(reviewer.await.unwrap(), StatusCode::CREATED).await;
+    let body = json!({"course_id": 9, "reviewer_id": reviewer["id"], "rating": 4.5, "comment": "Clear and thorough."});
+    let review = ok_json(
+        write(Method::POST, "/review", body).await.unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = review["id"].as_i64().unwrap();
+    for query in ["", "", "?sort=helpful", "?sort=highest&stars=4"] {
+        let page = client.get(url(&format!("/course/9/reviews{query}"))).send();
+        ok_json(page.await.unwrap(), StatusCode::OK).await;
+    }
+    let helpful = write(Method::POST, &format!("/review/{id}/helpful"), json!(null));
+    assert_eq!(helpful.await.unwrap().status(), StatusCode::OK);
+    let recomputed = write(Method::PUT, "/rating/9", json!(null)).await.unwrap();
+    assert_eq!(recomputed.status(), StatusCode::OK);
+    let bad = client.get(url("/review/0")).send().await.unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let missing = client.get(url("/rating/404")).send().await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
+    // What a classic-format client (curl, promtool) gets.
+    let response = client.get(url("/metrics")).send().await.unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = response.text().await.unwrap();
+    promtool_check_metrics(&text);
+    let served: std::collections::BTreeSet<_> = served_families(&text)
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("courser_api_"))
+        .collect();
+    assert_eq!(
+        served,
+        documented_families("courser_api_"),
+        "the families served (left) and dashboards/exported-metrics.txt (right) differ"
+    );
+    let count = |name: &str, parts: &[&str]| sample_sum(&text, name, parts);
+    assert!(count("courser_api_http_request_duration_seconds_count", &[]) >= 12.0);
+    assert!(count("courser_api_http_requests_total", &["status=\"404\""]) >= 1.0);
+    for query in [
+        "ratings.create",
+        "ratings.find",
+        "reviewers.create",
+        "reviews.insert",
+        "reviews.page_recent",
+        "reviews.page_helpful",
+        "reviews.page_highest",
+        "reviews.mark_helpful",
+        "ratings.recompute",
+        "transaction.begin",
+        "transaction.commit",
+        "ping",
+    ] {
+        let label = format!("query=\"{query}\"");
+        let statements = count("courser_api_db_query_duration_seconds_count", &[&label]);
+        assert!(statements >= 1.0, "no {query} statement timed:\n{text}");
+    }
+    // The course page's first read found the review (1 row) and the page was cached:
+    // the second identical read ran no statement.
+    assert_eq!(
+        count(
+            "courser_api_db_query_duration_seconds_count",
+            &["query=\"reviews.page_recent\""]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        count(
+            "courser_api_db_query_rows_total",
+            &["query=\"reviews.page_recent\""]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        count("courser_api_db_query_errors_total", &[]),
+        0.0,
+        "{text}"
+    );
+    assert!(count("courser_api_db_pool_acquire_duration_seconds_count", &[]) >= 10.0);
+    assert_eq!(count("courser_api_db_pool_waiting", &[]), 0.0);
+
+    // What Prometheus gets.
+    let response = client
+        .get(url("/metrics"))
+        .header("accept", PROMETHEUS_ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let openmetrics = response.text().await.unwrap();
+    assert!(openmetrics.ends_with("# EOF\n"), "{openmetrics}");
+    assert!(
+        openmetrics.contains("# TYPE courser_api_db_query_rows counter\n"),
+        "{openmetrics}"
+    );
 }

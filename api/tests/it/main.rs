@@ -8,6 +8,7 @@
 )]
 
 mod helpers;
+mod promtool;
 
 mod auth;
 mod cache;

@@ -309,6 +309,19 @@ impl TestProxy {
             .sum()
     }
 
+    /// `metric`, once it equals `expected` or after two seconds: request counters move in
+    /// the proxy's logging phase, which may run after the client has its response.
+    pub async fn metric_when(&self, name: &str, parts: &[&str], expected: f64) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let value = self.metric(name, parts).await;
+            if value == expected || Instant::now() > deadline {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .arg(format!("-{signal}"))

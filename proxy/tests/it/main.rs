@@ -7,6 +7,8 @@
 )]
 
 mod helpers;
+mod metrics;
+mod promtool;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -439,11 +441,19 @@ async fn metrics_move_as_requests_pass() {
         assert_eq!(proxy.get("/review/1").await.0, 200);
     }
     let after = proxy
-        .metric("courser_proxy_requests_total", &["class=\"2xx\""])
+        .metric_when(
+            "courser_proxy_requests_total",
+            &["class=\"2xx\""],
+            before + 5.0,
+        )
         .await;
     assert_eq!(after - before, 5.0);
     let count_after = proxy
-        .metric("courser_proxy_request_duration_seconds_count", &[])
+        .metric_when(
+            "courser_proxy_request_duration_seconds_count",
+            &[],
+            count_before + 5.0,
+        )
         .await;
     assert_eq!(count_after - count_before, 5.0);
     assert_eq!(proxy.metric("courser_proxy_backend_up", &[]).await, 2.0);
