@@ -13,6 +13,8 @@
 
 use prometheus_client::registry::Registry;
 
+pub mod testing;
+
 /// The two exposition formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{KEY, TestDb, ok_json, redis_url};
-use crate::promtool::{
+use courser_exposition::testing::{
     PROMETHEUS_ACCEPT, documented_families, promtool_check_metrics, sample_sum, served_families,
 };
 

@@ -8,7 +8,6 @@
 )]
 
 mod helpers;
-mod promtool;
 
 mod auth;
 mod cache;

@@ -8,7 +8,6 @@
 
 mod helpers;
 mod metrics;
-mod promtool;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering::SeqCst;
 
 use crate::helpers::{TestBackend, spawn_proxy};
-use crate::promtool::{
+use courser_exposition::testing::{
     PROMETHEUS_ACCEPT, documented_families, promtool_check_metrics, sample_sum, served_families,
 };
 

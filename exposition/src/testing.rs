@@ -1,6 +1,12 @@
-//! Checks of a `/metrics` exposition: `promtool check metrics` (Debian's `prometheus`
-//! package; `dashboards/check` installs it, CI runs that first), and the families served
-//! against `dashboards/exported-metrics.txt`, which the dashboards are checked against.
+//! Test support for the crates that serve `/metrics`: `promtool check metrics` (Debian's
+//! `prometheus` package; `dashboards/check` installs it, CI runs that first), and the
+//! families served against `dashboards/exported-metrics.txt`, which the dashboards are
+//! checked against. Failures panic: these run inside tests.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test support: a failed unwrap is a failed test"
+)]
 
 use std::collections::BTreeSet;
 use std::io::Write;
