@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use crate::stats::ErrorKind;
 use crate::workload::Intent;
 
-/// How many findings are kept with their details (all are counted).
-const KEEP: usize = 1000;
+/// How many findings of each kind are kept with their details (all are counted).
+const KEEP: u64 = 500;
 /// Writes remembered per course or reviewer; older ones are dropped conservatively.
 const PER_KEY: usize = 64;
 
@@ -418,12 +418,13 @@ impl Checker {
         got: String,
         acked: Instant,
     ) {
-        match seen.kind {
-            ErrorKind::LostWrite => self.summary.lost_writes += 1,
-            _ => self.summary.stale_reads += 1,
-        }
+        let count = match seen.kind {
+            ErrorKind::LostWrite => &mut self.summary.lost_writes,
+            _ => &mut self.summary.stale_reads,
+        };
+        *count += 1;
         seen.findings.push(Finding(seen.kind));
-        if self.summary.violations.len() < KEEP {
+        if *count <= KEEP {
             let v = Violation {
                 kind: seen.kind,
                 what,
