@@ -256,7 +256,7 @@ impl Args {
             max_errors: self.sla_max_errors,
             max_error_rate: self.sla_max_error_rate,
         };
-        let capacity = self.find_capacity.then(|| CapacityPlan {
+        let capacity = self.find_capacity.then_some(CapacityPlan {
             start_rate: self.start,
             max_rate: self.max_rate,
             factor: self.step_factor,

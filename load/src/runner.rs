@@ -93,7 +93,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutput, Error> {
         .map(|bound| Arc::new(Mutex::new(Checker::new(bound, start))));
     let shared: Vec<Arc<Mutex<Stats>>> = (0..workers).map(|_| Arc::default()).collect();
     let mut handles = Vec::with_capacity(workers);
-    for id in 0..workers {
+    for (id, stats) in shared.iter().enumerate() {
         let conns = cfg.connections / workers + usize::from(id < cfg.connections % workers);
         let w = Worker {
             cfg: cfg.clone(),
@@ -104,7 +104,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutput, Error> {
             seq: Cell::new(0),
             rng: RefCell::new(Rng::new(cfg.seed.wrapping_add(id as u64 * 7919))),
             targets: RefCell::new(Targets::default()),
-            stats: shared[id].clone(),
+            stats: stats.clone(),
             checker: checker.clone(),
         };
         let handle = std::thread::Builder::new()

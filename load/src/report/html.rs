@@ -202,7 +202,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
         h,
         "<h2>Settings</h2><table><tr><th class=l>connections</th><td>{}</td></tr><tr><th class=l>workers</th><td>{}</td></tr>\
 <tr><th class=l>timeout ms</th><td>{}</td></tr><tr><th class=l>data set (courses / reviewers / reviews)</th><td>{} / {} / {}</td></tr>\
-<tr><th class=l>stages</th><td>{}</td></tr></table></body></html>\n",
+<tr><th class=l>stages</th><td>{}</td></tr></table></body></html>",
         st.connections,
         st.workers,
         st.timeout_ms,
@@ -216,5 +216,6 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
             .collect::<Vec<_>>()
             .join(", "))
     );
+    h.push('\n');
     h
 }
