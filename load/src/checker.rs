@@ -513,19 +513,18 @@ impl Checker {
             return;
         }
         let allowed = |name: &str| {
-            w.what == name
-                || log
-                    .recs
-                    .iter()
-                    .any(|p| p.maybe_after(w) && p.what == name)
+            w.what == name || log.recs.iter().any(|p| p.maybe_after(w) && p.what == name)
         };
         if allowed(shown) {
             return;
         }
-        let (expected, acked) = (w.what.clone(), match w.state {
-            State::Acked(a) => a,
-            _ => seen.sent,
-        });
+        let (expected, acked) = (
+            w.what.clone(),
+            match w.state {
+                State::Acked(a) => a,
+                _ => seen.sent,
+            },
+        );
         self.report(
             seen,
             format!("reviewer {id} shows a name older than an acknowledged rename"),
@@ -572,7 +571,12 @@ impl Checker {
     /// every reviewer it renamed.
     #[must_use]
     pub fn sweep_targets(&self) -> Vec<Intent> {
-        let mut reviews: Vec<u64> = self.created.keys().chain(self.helpful.keys()).copied().collect();
+        let mut reviews: Vec<u64> = self
+            .created
+            .keys()
+            .chain(self.helpful.keys())
+            .copied()
+            .collect();
         reviews.sort_unstable();
         reviews.dedup();
         let mut reviewers: Vec<u64> = self.renames.keys().copied().collect();

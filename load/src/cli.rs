@@ -22,7 +22,11 @@ use crate::workload::{Dataset, Mix, Scenario};
 #[command(name = "courser-load", version)]
 pub struct Args {
     /// Base URL of the service (the proxy by default).
-    #[arg(long, default_value = "http://127.0.0.1:8080", env = "COURSER_LOAD_URL")]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8080",
+        env = "COURSER_LOAD_URL"
+    )]
     pub url: String,
     /// Built-in workload: w1 (warm reads, Zipf), w2 (cold reads, uniform), w3 (mixed, checked).
     #[arg(long, short, default_value = "w1")]
@@ -199,13 +203,14 @@ impl Args {
                 "--courses, --reviewers and --reviews must be ≥ 1".into(),
             ));
         }
-        let api_key = match (&self.api_key, &self.api_key_file) {
-            (Some(k), _) => Some(k.clone()),
-            (None, Some(path)) => Some(std::fs::read_to_string(path).map_err(|e| {
-                Error::Config(format!("--api-key-file {}: {e}", path.display()))
-            })?),
-            (None, None) => None,
-        };
+        let api_key =
+            match (&self.api_key, &self.api_key_file) {
+                (Some(k), _) => Some(k.clone()),
+                (None, Some(path)) => Some(std::fs::read_to_string(path).map_err(|e| {
+                    Error::Config(format!("--api-key-file {}: {e}", path.display()))
+                })?),
+                (None, None) => None,
+            };
         if scenario.has_writes() && api_key.is_none() {
             return Err(Error::Config(format!(
                 "{} writes: give the write key with --api-key or --api-key-file",

@@ -57,7 +57,9 @@ impl Target {
         let auth = api_key
             .map(|k| HeaderValue::from_str(&format!("Bearer {}", k.trim())))
             .transpose()
-            .map_err(|_| Error::Config("the API key holds characters not allowed in a header".into()))?;
+            .map_err(|_| {
+                Error::Config("the API key holds characters not allowed in a header".into())
+            })?;
         Ok(Self {
             url: url.to_string(),
             addr,

@@ -1,5 +1,6 @@
 //! `courser-load`: see `courser_load::cli::Args` for the flags and load/README.md.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
@@ -10,9 +11,11 @@ fn main() -> ExitCode {
     let args = Args::parse();
     match args.execute() {
         Ok(done) => {
-            print!("{}", report::summary_text(&done.result));
-            println!(
-                "  report     {} (result {})",
+            // A closed stdout (e.g. `| head`) is no reason to fail a finished run.
+            let _ = write!(
+                std::io::stdout(),
+                "{}  report     {} (result {})\n",
+                report::summary_text(&done.result),
                 done.html.display(),
                 done.json.display()
             );

@@ -82,7 +82,9 @@ pub struct RunOutput {
 /// timeout), then the checker's sweep.
 pub fn run(cfg: &RunConfig) -> Result<RunOutput, Error> {
     if cfg.connections == 0 || cfg.workers == 0 {
-        return Err(Error::Config("--connections and --workers must be ≥ 1".into()));
+        return Err(Error::Config(
+            "--connections and --workers must be ≥ 1".into(),
+        ));
     }
     let workers = cfg.workers.min(cfg.connections);
     let started_at = SystemTime::now();
@@ -265,18 +267,23 @@ impl Worker {
         let mut conn: Option<Conn> = None;
         while let Some((due, measured)) = self.claim() {
             let now = Instant::now();
+            // The tool's own lateness when this connection was idle at the due time;
+            // None when every connection was busy (the server's queue, not the tool's).
+            let mut lag = None;
             if due > now {
                 tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
-                self.stats().record_send_lag(Instant::now() - due);
-            } else {
-                let late = now - due;
+                lag = Some(Instant::now().saturating_duration_since(due));
+            } else if now - due >= timeout {
+                // It could not get a connection in time.
                 let mut stats = self.stats();
                 stats.queued += 1;
-                if late >= timeout {
-                    // It could not get a connection in time.
-                    stats.record(now - self.start, late, Outcome::Error(ErrorKind::Timeout), measured);
-                    continue;
-                }
+                stats.record(
+                    now - self.start,
+                    now - due,
+                    Outcome::Error(ErrorKind::Timeout),
+                    measured,
+                );
+                continue;
             }
             let planned = {
                 let seq = self.seq.get();
@@ -286,23 +293,23 @@ impl Worker {
                     .next(&mut self.rng.borrow_mut(), &self.targets.borrow(), seq)
             };
             let sent = Instant::now();
-            self.stats().record_sent(sent - self.start, measured);
             let ticket = match (&self.checker, planned.intent.is_write()) {
                 (Some(c), true) => lock(c).on_send(&planned.intent, sent),
                 _ => None,
             };
             let keep_body = planned.intent.wants_body();
-            let result = tokio::time::timeout_at(tokio::time::Instant::from_std(due + timeout), async {
-                if conn.as_ref().is_none_or(Conn::is_closed) {
-                    conn = Some(Conn::open(&self.cfg.target).await?);
-                }
-                match conn.as_mut() {
-                    Some(c) => c.send(&self.cfg.target, &planned, keep_body).await,
-                    None => Err(ErrorKind::Connect),
-                }
-            })
-            .await
-            .unwrap_or(Err(ErrorKind::Timeout));
+            let result =
+                tokio::time::timeout_at(tokio::time::Instant::from_std(due + timeout), async {
+                    if conn.as_ref().is_none_or(Conn::is_closed) {
+                        conn = Some(Conn::open(&self.cfg.target).await?);
+                    }
+                    match conn.as_mut() {
+                        Some(c) => c.send(&self.cfg.target, &planned, keep_body).await,
+                        None => Err(ErrorKind::Connect),
+                    }
+                })
+                .await
+                .unwrap_or(Err(ErrorKind::Timeout));
             let end = Instant::now();
             let outcome = match &result {
                 Ok(a) => status_error(a.status).map_or(Outcome::Ok, Outcome::Error),
@@ -312,7 +319,13 @@ impl Worker {
                 }
             };
             let findings = self.learn(&planned, sent, end, result.as_ref().ok(), ticket);
+            // One lock per request for all its figures.
             let mut stats = self.stats();
+            stats.record_sent(sent - self.start, measured);
+            match lag {
+                Some(lag) => stats.record_send_lag(lag),
+                None => stats.queued += 1,
+            }
             stats.record(end - self.start, end - due, outcome, measured);
             for f in findings {
                 stats.record_finding(end - self.start, f, measured);

@@ -270,7 +270,9 @@ pub fn parse_stages(text: &str) -> Result<Vec<Stage>, Error> {
                 None => (false, part),
             };
             let (d, r) = rest.split_once(':').ok_or_else(|| {
-                Error::Config(format!("stage '{part}' is not DURATION:RATE (e.g. 30s:2000)"))
+                Error::Config(format!(
+                    "stage '{part}' is not DURATION:RATE (e.g. 30s:2000)"
+                ))
             })?;
             let target: f64 = r
                 .trim()

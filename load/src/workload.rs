@@ -541,9 +541,30 @@ fn half_star(rng: &mut Rng) -> f64 {
 
 fn comment(rng: &mut Rng) -> String {
     const WORDS: [&str; 24] = [
-        "clear", "course", "lectures", "examples", "pace", "instructor", "helpful", "project",
-        "exercises", "well", "explained", "too", "fast", "slow", "great", "content", "quizzes",
-        "practical", "worth", "it", "beginner", "advanced", "recommend", "material",
+        "clear",
+        "course",
+        "lectures",
+        "examples",
+        "pace",
+        "instructor",
+        "helpful",
+        "project",
+        "exercises",
+        "well",
+        "explained",
+        "too",
+        "fast",
+        "slow",
+        "great",
+        "content",
+        "quizzes",
+        "practical",
+        "worth",
+        "it",
+        "beginner",
+        "advanced",
+        "recommend",
+        "material",
     ];
     let len = 40 + rng.index(200);
     let mut s = String::with_capacity(len + 12);

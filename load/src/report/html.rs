@@ -41,7 +41,10 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
             h,
             "<h2>Capacity at SLA: {}</h2><table><tr><th>rate/s</th><th>held</th><th>achieved/s</th><th>p99 ms</th><th>errors</th><th class=l>why not</th></tr>",
             c.capacity_rps
-                .map_or("none of the rates tried".to_string(), |v| format!("{v:.0} requests/s for {:.0} s", c.hold_s))
+                .map_or("none of the rates tried".to_string(), |v| format!(
+                    "{v:.0} requests/s for {:.0} s",
+                    c.hold_s
+                ))
         );
         for t in &c.trials {
             let _ = write!(
@@ -133,7 +136,11 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
     let markers: Vec<(f64, String)> = r
         .capacity
         .iter()
-        .flat_map(|c| c.trials.iter().map(|t| (t.start_s, format!("{:.0}/s", t.rate))))
+        .flat_map(|c| {
+            c.trials
+                .iter()
+                .map(|t| (t.start_s, format!("{:.0}/s", t.rate)))
+        })
         .collect();
     let pts = |f: &dyn Fn(&crate::result::Point) -> f64| -> Vec<(f64, f64)> {
         r.series.iter().map(|p| (p.t, f(p))).collect()
@@ -143,9 +150,24 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
         title: "Request rate",
         unit: "requests/s",
         lines: vec![
-            Line { name: "offered", color: COLORS[0], points: pts(&|p| p.offered), dashed: true },
-            Line { name: "sent", color: COLORS[7], points: pts(&|p| p.sent as f64), dashed: false },
-            Line { name: "achieved (ok)", color: COLORS[2], points: pts(&|p| p.achieved as f64), dashed: false },
+            Line {
+                name: "offered",
+                color: COLORS[0],
+                points: pts(&|p| p.offered),
+                dashed: true,
+            },
+            Line {
+                name: "sent",
+                color: COLORS[7],
+                points: pts(&|p| p.sent as f64),
+                dashed: false,
+            },
+            Line {
+                name: "achieved (ok)",
+                color: COLORS[2],
+                points: pts(&|p| p.achieved as f64),
+                dashed: false,
+            },
         ],
         log_y: false,
         markers: markers.clone(),
@@ -156,10 +178,30 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
         title: "Latency from due time (log scale)",
         unit: "ms",
         lines: vec![
-            Line { name: "p50", color: COLORS[0], points: pts(&|p| p.latency_ms.p50), dashed: false },
-            Line { name: "p90", color: COLORS[2], points: pts(&|p| p.latency_ms.p90), dashed: false },
-            Line { name: "p99", color: COLORS[1], points: pts(&|p| p.latency_ms.p99), dashed: false },
-            Line { name: "p99.9", color: COLORS[3], points: pts(&|p| p.latency_ms.p999), dashed: false },
+            Line {
+                name: "p50",
+                color: COLORS[0],
+                points: pts(&|p| p.latency_ms.p50),
+                dashed: false,
+            },
+            Line {
+                name: "p90",
+                color: COLORS[2],
+                points: pts(&|p| p.latency_ms.p90),
+                dashed: false,
+            },
+            Line {
+                name: "p99",
+                color: COLORS[1],
+                points: pts(&|p| p.latency_ms.p99),
+                dashed: false,
+            },
+            Line {
+                name: "p99.9",
+                color: COLORS[3],
+                points: pts(&|p| p.latency_ms.p999),
+                dashed: false,
+            },
             Line {
                 name: "SLA p99",
                 color: COLORS[7],
@@ -187,7 +229,12 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
         })
         .collect();
     if lines.is_empty() {
-        lines.push(Line { name: "no errors", color: COLORS[2], points: pts(&|_| 0.0), dashed: false });
+        lines.push(Line {
+            name: "no errors",
+            color: COLORS[2],
+            points: pts(&|_| 0.0),
+            dashed: false,
+        });
     }
     let errors = Chart {
         title: "Errors per second by kind",
@@ -212,7 +259,12 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
         esc(&st
             .stages
             .iter()
-            .map(|s| format!("{}{}ms→{}/s", if s.warmup { "warm-up " } else { "" }, s.duration.as_millis(), s.target))
+            .map(|s| format!(
+                "{}{}ms→{}/s",
+                if s.warmup { "warm-up " } else { "" },
+                s.duration.as_millis(),
+                s.target
+            ))
             .collect::<Vec<_>>()
             .join(", "))
     );

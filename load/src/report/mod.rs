@@ -109,7 +109,11 @@ pub fn summary_text(r: &RunResult) -> String {
             );
         }
         if c.violations.len() > 10 {
-            let _ = writeln!(t, "    … {} more in the JSON result", c.violations.len() - 10);
+            let _ = writeln!(
+                t,
+                "    … {} more in the JSON result",
+                c.violations.len() - 10
+            );
         }
     }
     for p in &r.processes {

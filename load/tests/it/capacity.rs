@@ -32,15 +32,35 @@ fn find_capacity_finds_the_rate_a_server_is_limited_to() {
     let done = load(
         &server.url,
         &[
-            "--find-capacity", "--start", "1000", "--step-factor", "2", "--precision", "0.1",
-            "--hold", "1s", "--trial-warmup", "200ms", "--pause", "100ms", "--connections", "16",
+            "--find-capacity",
+            "--start",
+            "1000",
+            "--step-factor",
+            "2",
+            "--precision",
+            "0.1",
+            "--hold",
+            "1s",
+            "--trial-warmup",
+            "200ms",
+            "--pause",
+            "100ms",
+            "--connections",
+            "16",
         ],
     );
     let c = done.result.capacity.as_ref().unwrap();
     let found = c.capacity_rps.expect("some rate held");
-    assert!((2500.0..=3300.0).contains(&found), "found {found}/s for a 3000/s server; {:#?}", c.trials);
+    assert!(
+        (2500.0..=3300.0).contains(&found),
+        "found {found}/s for a 3000/s server; {:#?}",
+        c.trials
+    );
     // It stepped up past the limit and bisected back.
     assert!(c.trials.iter().any(|t| !t.passed && t.rate > 3000.0));
     assert!(c.trials.len() >= 4);
-    assert!(done.result.verdict.passed, "the result's verdict is the best trial's");
+    assert!(
+        done.result.verdict.passed,
+        "the result's verdict is the best trial's"
+    );
 }

@@ -26,8 +26,16 @@ impl Store {
     fn seeded() -> Self {
         let mut s = Self::default();
         for id in 1..=SEEDED {
-            s.reviews
-                .insert(id, (1 + id % COURSES, 1 + id % REVIEWERS, 4.0, format!("seed {id}"), 0));
+            s.reviews.insert(
+                id,
+                (
+                    1 + id % COURSES,
+                    1 + id % REVIEWERS,
+                    4.0,
+                    format!("seed {id}"),
+                    0,
+                ),
+            );
         }
         for id in 1..=REVIEWERS {
             s.names.insert(id, format!("reviewer {id}"));
@@ -64,7 +72,12 @@ fn courser(correct: bool) -> Server {
             let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
             let mut s = store.lock().unwrap();
             let ok = |v: Value| reply(StatusCode::OK, v.to_string());
-            let id = |i: usize| parts.get(i).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0);
+            let id = |i: usize| {
+                parts
+                    .get(i)
+                    .and_then(|p| p.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
             match (method, parts.as_slice()) {
                 (Method::GET, ["course", _, "reviews"]) => {
                     let course = id(1);
@@ -131,9 +144,24 @@ fn w3(url: &str) -> courser_load::cli::Done {
     load(
         url,
         &[
-            "--workload", "w3", "--rate", "600", "--duration", "2s", "--warmup", "0s",
-            "--connections", "16", "--courses", "20", "--reviewers", "20", "--reviews", "60",
-            "--api-key", KEY,
+            "--workload",
+            "w3",
+            "--rate",
+            "600",
+            "--duration",
+            "2s",
+            "--warmup",
+            "0s",
+            "--connections",
+            "16",
+            "--courses",
+            "20",
+            "--reviewers",
+            "20",
+            "--reviews",
+            "60",
+            "--api-key",
+            KEY,
         ],
     )
 }
@@ -147,15 +175,29 @@ fn a_server_that_acknowledges_writes_but_never_shows_them_has_stale_reads_and_lo
     assert!(c.stale_reads > 0, "no stale read reported: {c:?}");
     assert!(c.lost_writes > 0, "no lost write reported: {c:?}");
     // Findings name the ids involved, and every kind of write was caught.
-    let lost: Vec<_> = c.violations.iter().filter(|v| v.kind.label() == "lost_write").collect();
-    assert!(lost.iter().any(|v| v.what.starts_with("created review") && v.review_id.is_some()));
+    let lost: Vec<_> = c
+        .violations
+        .iter()
+        .filter(|v| v.kind.label() == "lost_write")
+        .collect();
+    assert!(
+        lost.iter()
+            .any(|v| v.what.starts_with("created review") && v.review_id.is_some())
+    );
     assert!(lost.iter().any(|v| v.what.contains("helpful")));
     assert!(lost.iter().any(|v| v.reviewer_id.is_some()));
     // During the run too: each kind of check found its stale reads, all past the bound.
-    let stale: Vec<_> = c.violations.iter().filter(|v| v.kind.label() == "stale_read").collect();
+    let stale: Vec<_> = c
+        .violations
+        .iter()
+        .filter(|v| v.kind.label() == "stale_read")
+        .collect();
     assert!(stale.iter().all(|v| v.lag_ms >= 100.0));
     for what in ["first page", "GET /review/", "helpful", "name"] {
-        assert!(stale.iter().any(|v| v.what.contains(what)), "no stale read of kind '{what}'");
+        assert!(
+            stale.iter().any(|v| v.what.contains(what)),
+            "no stale read of kind '{what}'"
+        );
     }
     let s = &done.result.summary;
     assert_eq!(s.errors_by_kind.get("stale_read"), Some(&c.stale_reads));
@@ -171,6 +213,15 @@ fn a_correct_server_has_no_findings() {
     assert!(c.writes_acked > 20 && c.reads_checked > 500, "{c:?}");
     assert_eq!(c.writes_failed, 0, "{c:?}");
     assert!(c.swept > 20, "{c:?}");
-    assert_eq!((c.stale_reads, c.lost_writes), (0, 0), "{:#?}", c.violations);
-    assert_eq!(done.result.summary.errors, 0, "{:?}", done.result.summary.errors_by_kind);
+    assert_eq!(
+        (c.stale_reads, c.lost_writes),
+        (0, 0),
+        "{:#?}",
+        c.violations
+    );
+    assert_eq!(
+        done.result.summary.errors, 0,
+        "{:?}",
+        done.result.summary.errors_by_kind
+    );
 }

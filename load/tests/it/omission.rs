@@ -37,12 +37,28 @@ fn a_200_ms_stall_shows_in_p99_because_latency_counts_from_the_due_time() {
     // from when they were due, the ~200 requests due during the stall all count.
     let done = load(
         &server.url,
-        &["--rate", "1000", "--duration", "3s", "--warmup", "0s", "--connections", "8"],
+        &[
+            "--rate",
+            "1000",
+            "--duration",
+            "3s",
+            "--warmup",
+            "0s",
+            "--connections",
+            "8",
+        ],
     );
     let l = &done.result.summary.latency_ms;
     assert!(l.p99 >= 100.0, "p99 {} ms hides a 200 ms stall", l.p99);
     assert!(l.max >= 180.0, "max {} ms", l.max);
-    assert!(l.p50 < 10.0, "p50 {} ms: the stall should not move the median", l.p50);
+    assert!(
+        l.p50 < 10.0,
+        "p50 {} ms: the stall should not move the median",
+        l.p50
+    );
     assert!(done.result.summary.queued_for_connection >= 150);
-    assert!(!done.result.verdict.passed, "a 200 ms stall breaks a 25 ms p99 SLA");
+    assert!(
+        !done.result.verdict.passed,
+        "a 200 ms stall breaks a 25 ms p99 SLA"
+    );
 }
