@@ -12,9 +12,9 @@ fn main() -> ExitCode {
     match args.execute() {
         Ok(done) => {
             // A closed stdout (e.g. `| head`) is no reason to fail a finished run.
-            let _ = write!(
+            let _ = writeln!(
                 std::io::stdout(),
-                "{}  report     {} (result {})\n",
+                "{}  report     {} (result {})",
                 report::summary_text(&done.result),
                 done.html.display(),
                 done.json.display()
