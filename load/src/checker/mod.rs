@@ -17,7 +17,13 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+mod bodies;
+mod log;
+
+use serde::Serialize;
+
+pub use bodies::{Page, PageReview, ReviewBody, ReviewerBody};
+use log::{Log, Rec, State};
 
 use crate::stats::ErrorKind;
 use crate::workload::Intent;
@@ -26,43 +32,6 @@ use crate::workload::Intent;
 const KEEP: u64 = 500;
 /// Writes remembered per course or reviewer; older ones are dropped conservatively.
 const PER_KEY: usize = 64;
-
-/// A page of `GET /course/{id}/reviews`, the fields the checker and targeting use.
-#[derive(Debug, Deserialize)]
-pub struct Page {
-    #[serde(default)]
-    pub reviews: Vec<PageReview>,
-    #[serde(default)]
-    pub next_cursor: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct PageReview {
-    pub id: u64,
-    #[serde(default)]
-    pub helpful: u64,
-    #[serde(default)]
-    pub reviewer: Option<ReviewerBody>,
-}
-
-/// `GET /review/{id}` and the answers of review writes.
-#[derive(Debug, Deserialize)]
-pub struct ReviewBody {
-    pub id: u64,
-    #[serde(default)]
-    pub course_id: u64,
-    #[serde(default)]
-    pub rating: f64,
-    #[serde(default)]
-    pub helpful: u64,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ReviewerBody {
-    pub id: u64,
-    #[serde(default)]
-    pub name: String,
-}
 
 /// One finding, with the ids to look at.
 #[derive(Debug, Clone, Serialize)]
@@ -98,72 +67,6 @@ pub struct CheckerSummary {
     pub unverified: u64,
     pub swept: u64,
     pub violations: Vec<Violation>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum State {
-    Pending,
-    Acked(Instant),
-    Failed,
-}
-
-#[derive(Debug, Clone)]
-struct Rec<T> {
-    ticket: u64,
-    sent: Instant,
-    state: State,
-    what: T,
-}
-
-impl<T> Rec<T> {
-    /// Whether `self` may have committed after `w` (it was not acknowledged before `w`
-    /// was sent).
-    fn maybe_after(&self, w: &Self) -> bool {
-        self.ticket != w.ticket && !matches!(self.state, State::Acked(a) if a < w.sent)
-    }
-}
-
-/// Writes to one key (a course's new reviews, a reviewer's renames).
-#[derive(Debug)]
-struct Log<T> {
-    recs: Vec<Rec<T>>,
-    /// Writes sent before this instant are not checked: a dropped record may have
-    /// been newer than them.
-    floor: Option<Instant>,
-    poisoned: bool,
-}
-
-impl<T> Default for Log<T> {
-    fn default() -> Self {
-        Self {
-            recs: Vec::new(),
-            floor: None,
-            poisoned: false,
-        }
-    }
-}
-
-impl<T> Log<T> {
-    fn push(&mut self, rec: Rec<T>) {
-        if self.recs.len() == PER_KEY {
-            let old = self.recs.remove(0);
-            match old.state {
-                State::Acked(a) => self.floor = Some(self.floor.map_or(a, |f| f.max(a))),
-                State::Pending | State::Failed => self.poisoned = true,
-            }
-        }
-        self.recs.push(rec);
-    }
-
-    fn settle(&mut self, ticket: u64, state: State) -> Option<&Rec<T>> {
-        let r = self.recs.iter_mut().find(|r| r.ticket == ticket)?;
-        r.state = state;
-        Some(r)
-    }
-
-    fn checkable(&self, w: &Rec<T>) -> bool {
-        !self.poisoned && self.floor.is_none_or(|f| w.sent >= f)
-    }
 }
 
 #[derive(Debug, Clone)]
