@@ -81,24 +81,21 @@ echo
 
 # Requests per CPU-second of the load tool itself: what one core of it would generate
 # if it had the core to itself (the shared machine's other work does not inflate it).
+# Each run measures wrk, then courser-load at each rate, so that the machine's changing
+# load hits the tools alike.
 wrk_rps=()
 wrk_per_cpu=()
+declare -A achieved p99s cpu per_cpu
 for r in $(seq "$runs"); do
   out="$(/usr/bin/time -f '%U %S' -o "$work/wrk.time" taskset -c 0 wrk -t1 -c"$connections" -d"${duration}s" --latency "$url/course/1/reviews")"
   rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
   total="$(awk '/requests in/ {print $1}' <<<"$out")"
   p99="$(awk '$1 == "99%" {print $2}' <<<"$out")"
-  per_cpu="$(awk -v n="$total" '{printf "%.0f", n / ($1 + $2)}' "$work/wrk.time")"
-  echo "wrk run $r: $rps requests/s, p99 $p99, $per_cpu requests per CPU-second"
+  per="$(awk -v n="$total" '{printf "%.0f", n / ($1 + $2)}' "$work/wrk.time")"
+  echo "run $r wrk: $rps requests/s, p99 $p99, $per requests per CPU-second"
   wrk_rps+=("$rps")
-  wrk_per_cpu+=("$per_cpu")
-done
-wrk_median="$(printf '%s\n' "${wrk_rps[@]}" | median)"
-wrk_per_cpu_median="$(printf '%s\n' "${wrk_per_cpu[@]}" | median)"
-
-declare -A achieved p99s cpu per_cpu
-for rate in $rates; do
-  for r in $(seq "$runs"); do
+  wrk_per_cpu+=("$per")
+  for rate in $rates; do
     json="$work/$rate-$r.json"
     taskset -c 0 "$load" --url "$url" --workload w1 --rate "$rate" --duration "${duration}s" \
       --warmup 2s --connections "$connections" --quiet --json "$json" --html "$work/r.html" \
@@ -110,13 +107,15 @@ s = r["summary"]
 me = next(p for p in r["processes"] if p["name"] == "courser-load")
 print(round(s["achieved_rps"]), s["latency_ms"]["p99"], round(me["cpu_seconds"] / s["measured_seconds"], 2), s["errors"], round(1000 / me["cpu_seconds_per_1k"]) if me["cpu_seconds_per_1k"] else 0)
 ' "$json")"
-    echo "courser-load $rate/s run $r: achieved $a/s, p99 $p ms, its CPU $c cores, errors $e, $k requests per CPU-second"
+    echo "run $r courser-load $rate/s: achieved $a/s, p99 $p ms, its CPU $c cores, errors $e, $k requests per CPU-second"
     achieved[$rate]+="$a "
     p99s[$rate]+="$p "
     cpu[$rate]+="$c "
     per_cpu[$rate]+="$k "
   done
 done
+wrk_median="$(printf '%s\n' "${wrk_rps[@]}" | median)"
+wrk_per_cpu_median="$(printf '%s\n' "${wrk_per_cpu[@]}" | median)"
 
 echo
 echo "(medians over $runs runs)"
