@@ -97,6 +97,9 @@ pub struct ProcWatch {
     started: bool,
     ended: bool,
     me: u32,
+    /// When `/proc` was last listed for the patterns: once a second is enough to
+    /// notice new processes, and listing costs far more than reading known pids.
+    listed: Option<std::time::Instant>,
 }
 
 impl ProcWatch {
@@ -125,6 +128,7 @@ impl ProcWatch {
             started: false,
             ended: false,
             me,
+            listed: None,
         };
         w.sample();
         w
@@ -135,20 +139,25 @@ impl ProcWatch {
         if self.ended {
             return;
         }
-        let all = if self
-            .watched
-            .iter()
-            .any(|w| matches!(w.spec, WatchSpec::Pattern { .. }))
+        let relist = self.listed.is_none_or(|t| t.elapsed().as_secs() >= 1);
+        let all = if relist
+            && self
+                .watched
+                .iter()
+                .any(|w| matches!(w.spec, WatchSpec::Pattern { .. }))
         {
-            list_processes()
+            self.listed = Some(std::time::Instant::now());
+            Some(list_processes())
         } else {
-            Vec::new()
+            None
         };
         for w in &mut self.watched {
             let pids: Vec<u32> = match &w.spec {
                 WatchSpec::Pids { pids, .. } => pids.clone(),
+                WatchSpec::Pattern { .. } if all.is_none() => w.pids.keys().copied().collect(),
                 WatchSpec::Pattern { pattern, .. } => all
                     .iter()
+                    .flatten()
                     .filter(|(pid, comm, exe)| {
                         *pid != self.me
                             && (comm.contains(pattern.as_str()) || exe.contains(pattern.as_str()))

@@ -268,6 +268,7 @@ impl Checker {
                 course_id,
                 first_recent,
                 limit,
+                ..
             } if status == 200 => {
                 let Ok(page) = serde_json::from_slice::<Page>(body) else {
                     return findings;

@@ -352,7 +352,9 @@ impl Worker {
         if let Some(a) = ok {
             let mut t = self.targets.borrow_mut();
             match &planned.intent {
-                Intent::Page { course_id, .. } => {
+                Intent::Page {
+                    course_id, query, ..
+                } => {
                     if let Ok(page) = serde_json::from_slice::<Page>(&a.body) {
                         for r in &page.reviews {
                             t.seen_reviews.push(r.id);
@@ -361,7 +363,7 @@ impl Worker {
                             }
                         }
                         if let Some(c) = page.next_cursor {
-                            t.cursors.push((*course_id, c));
+                            t.cursors.push((*course_id, query.clone(), c));
                         }
                     }
                 }

@@ -19,6 +19,9 @@ pub enum Intent {
         course_id: u64,
         first_recent: bool,
         limit: usize,
+        /// The page's `sort`/`stars` query (`"sort=helpful&"`, or empty): a cursor
+        /// from this page is only valid with the same query.
+        query: String,
     },
     ReviewRead {
         review_id: u64,
@@ -73,7 +76,8 @@ pub struct Targets {
     pub seen_reviews: Ring<u64>,
     pub seen_reviewers: Ring<u64>,
     pub written_reviews: Ring<u64>,
-    pub cursors: Ring<(u64, String)>,
+    /// (course, the query the cursor belongs to, cursor).
+    pub cursors: Ring<(u64, String, String)>,
 }
 
 /// A bounded list that forgets its oldest entries.
@@ -249,51 +253,39 @@ impl Mix {
     fn page(&self, rng: &mut Rng, targets: &Targets, ids: IdDist, variants: f64) -> Planned {
         const LIMIT: usize = 10;
         let wants_body = variants > 0.0 || self.parses_pages();
+        let page = |course_id, query: String, first_recent| Intent::Page {
+            course_id,
+            first_recent,
+            limit: LIMIT,
+            query,
+        };
         if variants > 0.0 && rng.f64() < variants {
             // A fifth of W3's pages: an order, a star filter, or the next page.
             let pick = rng.one_to(3);
             if pick == 3
-                && let Some((course_id, cursor)) = targets.cursors.pick(rng)
+                && let Some((course_id, query, cursor)) = targets.cursors.pick(rng)
             {
-                return get(
-                    format!(
-                        "/course/{course_id}/reviews?cursor={}",
-                        percent_encode(&cursor)
-                    ),
-                    Intent::Page {
-                        course_id,
-                        first_recent: false,
-                        limit: LIMIT,
-                    },
+                let path = format!(
+                    "/course/{course_id}/reviews?{query}cursor={}",
+                    percent_encode(&cursor)
                 );
+                return get(path, page(course_id, query, false));
             }
             let course_id = self.course(rng, ids);
             let query = if pick == 1 {
-                ["helpful", "highest", "lowest"][rng.index(3)].to_string()
+                format!("sort={}&", ["helpful", "highest", "lowest"][rng.index(3)])
             } else {
-                String::new()
+                format!("stars={}&", rng.one_to(5))
             };
-            let path = if query.is_empty() {
-                format!("/course/{course_id}/reviews?stars={}", rng.one_to(5))
-            } else {
-                format!("/course/{course_id}/reviews?sort={query}")
-            };
-            return get(
-                path,
-                Intent::Page {
-                    course_id,
-                    first_recent: false,
-                    limit: LIMIT,
-                },
+            let path = format!(
+                "/course/{course_id}/reviews?{}",
+                query.trim_end_matches('&')
             );
+            return get(path, page(course_id, query, false));
         }
         let course_id = self.course(rng, ids);
         let intent = if wants_body {
-            Intent::Page {
-                course_id,
-                first_recent: true,
-                limit: LIMIT,
-            }
+            page(course_id, String::new(), true)
         } else {
             Intent::Plain
         };

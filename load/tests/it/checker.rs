@@ -61,6 +61,14 @@ fn courser(correct: bool) -> Server {
         async move {
             let method = req.method().clone();
             let path = req.uri().path().to_string();
+            let query: BTreeMap<String, String> = req
+                .uri()
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             let authorized = req
                 .headers()
                 .get("authorization")
@@ -81,6 +89,15 @@ fn courser(correct: bool) -> Server {
             match (method, parts.as_slice()) {
                 (Method::GET, ["course", _, "reviews"]) => {
                     let course = id(1);
+                    // Like the real API, a cursor is only valid with the query it came from.
+                    let order = format!(
+                        "c-{}-{}",
+                        query.get("sort").map_or("recent", String::as_str),
+                        query.get("stars").map_or("all", String::as_str)
+                    );
+                    if query.get("cursor").is_some_and(|c| *c != order) {
+                        return reply(StatusCode::BAD_REQUEST, "{}");
+                    }
                     let mut ids: Vec<u64> = s
                         .reviews
                         .iter()
@@ -89,7 +106,7 @@ fn courser(correct: bool) -> Server {
                         .collect();
                     ids.sort_unstable_by(|a, b| b.cmp(a)); // newest (highest id) first
                     let reviews: Vec<Value> = ids.iter().take(10).map(|i| s.review(*i)).collect();
-                    ok(json!({"course_id": course, "reviews": reviews, "next_cursor": null}))
+                    ok(json!({"course_id": course, "reviews": reviews, "next_cursor": order}))
                 }
                 (Method::GET, ["review", _]) if s.reviews.contains_key(&id(1)) => {
                     ok(s.review(id(1)))
