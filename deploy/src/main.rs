@@ -1,13 +1,16 @@
 //! `courser`: runs the Courser stack on this machine (`up`, `down`, `status`, `env`),
-//! loads demo and benchmark data (`seed`) and checks it (`verify`).
+//! loads demo and benchmark data (`seed`) and checks it (`verify`); `load` runs the load
+//! generator beside it.
 
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use courser::layout::Layout;
 use courser::stack::{self, UpOptions};
-use courser::{postgres, seed};
+use courser::{binaries, postgres, seed};
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Runs the Courser stack on this machine")]
@@ -68,10 +71,22 @@ enum Command {
         #[arg(long, env = "COURSER_DATABASE_URL")]
         database_url: Option<String>,
     },
+    /// Run the load generator `courser-load` (built beside this binary) with these
+    /// arguments: `courser load --help` shows its own.
+    #[command(disable_help_flag = true)]
+    Load {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
 }
 
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    if let Command::Load { args } = cli.command {
+        let bin = binaries::find("courser-load")?;
+        let err = std::process::Command::new(&bin).args(args).exec();
+        return Err(err).with_context(|| format!("cannot run {}", bin.display()));
+    }
     let layout = Layout::from_env()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -85,6 +100,8 @@ fn main() -> anyhow::Result<ExitCode> {
             Command::Down => stack::down(&layout).await?,
             Command::Status => return stack::status(&layout).await,
             Command::Env => print!("{}", stack::env(&layout)),
+            // Replaced this process above, before any runtime started.
+            Command::Load { .. } => {}
             Command::Seed {
                 scale,
                 seed,
