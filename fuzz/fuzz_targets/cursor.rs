@@ -22,7 +22,11 @@ fn check(text: &str) {
         }
         _ => panic!("sort and key disagree: {cursor:?} from {text:?}"),
     }
-    assert_eq!(Cursor::decode(&cursor.encode()), Ok(cursor), "from {text:?}");
+    assert_eq!(
+        Cursor::decode(&cursor.encode()),
+        Ok(cursor),
+        "from {text:?}"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

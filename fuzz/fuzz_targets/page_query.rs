@@ -17,7 +17,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(Query(page)) = Query::<PageQuery>::try_from_uri(&uri) else {
         return;
     };
-    assert!((1..=Limit::MAX).contains(&page.limit.get()), "{page:?} from {query:?}");
+    assert!(
+        (1..=Limit::MAX).contains(&page.limit.get()),
+        "{page:?} from {query:?}"
+    );
     if let Some(stars) = page.stars {
         assert!((1..=5).contains(&stars.get()), "{page:?} from {query:?}");
     }

@@ -84,7 +84,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(target) = std::str::from_utf8(target) else {
         return;
     };
-    let uri = format!("{}{target}", PREFIXES[usize::from(*prefix) % PREFIXES.len()]);
+    let uri = format!(
+        "{}{target}",
+        PREFIXES[usize::from(*prefix) % PREFIXES.len()]
+    );
     let mut request = Request::builder()
         .method(METHODS[usize::from(flags & 0x07) % METHODS.len()])
         .uri(uri.as_str());
@@ -102,11 +105,25 @@ fuzz_target!(|data: &[u8]| {
     };
     let harness = harness();
     let (status, content_type, text) = harness.runtime.block_on(async {
-        let response = harness.router.clone().oneshot(request).await.expect("infallible");
+        let response = harness
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
         let status = response.status();
         let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
-        let bytes = response.into_body().collect().await.expect("body").to_bytes();
-        (status, content_type, String::from_utf8_lossy(&bytes).into_owned())
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (
+            status,
+            content_type,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
     });
     assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{uri}: {text}");
     if status.is_client_error() || status.is_server_error() {

@@ -10,6 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 
 use crate::helpers::{KEY, TestApp, spawn_app};
+use crate::properties::cases;
 
 /// One app for a whole property: cases run one after another on a runtime of their own
 /// (proptest is synchronous).
@@ -167,7 +168,7 @@ fn any_json_body_to_any_write_answers_success_or_a_4xx_problem_and_refusals_chan
         (Method::PUT, reviewer.as_str()),
         (Method::POST, "/rating"),
     ];
-    let mut runner = TestRunner::new(Config::with_cases(200));
+    let mut runner = TestRunner::new(Config::with_cases(cases(200)));
     let strategy = (
         0..targets.len(),
         prop_oneof![any_json(), body_like(), body_like()],
@@ -194,7 +195,7 @@ fn any_json_body_to_any_write_answers_success_or_a_4xx_problem_and_refusals_chan
 #[test]
 fn arbitrary_bytes_as_a_json_body_answer_4xx_problems() {
     let harness = Harness::start();
-    let mut runner = TestRunner::new(Config::with_cases(128));
+    let mut runner = TestRunner::new(Config::with_cases(cases(128)));
     let bytes = prop_oneof![
         prop::collection::vec(any::<u8>(), 0..64),
         "\\{\"name\": ?\"?.{0,10}".prop_map(String::into_bytes),
@@ -264,7 +265,7 @@ fn review_bodies_are_accepted_exactly_when_every_field_is_valid_and_stored_verba
         Just(json!(5)),
     ];
     let strategy = (id.clone(), id, rating, comment);
-    let mut runner = TestRunner::new(Config::with_cases(200));
+    let mut runner = TestRunner::new(Config::with_cases(cases(200)));
     runner
         .run(&strategy, |(course_id, reviewer_id, rating, comment)| {
             let body = json!({"course_id": course_id, "reviewer_id": reviewer_id, "rating": rating, "comment": comment});
@@ -366,7 +367,7 @@ fn any_course_page_query_answers_a_page_or_a_400_problem() {
                 .await;
         }
     });
-    let mut runner = TestRunner::new(Config::with_cases(300));
+    let mut runner = TestRunner::new(Config::with_cases(cases(300)));
     runner
         .run(&page_query(), |query| {
             let (status, content_type, body) =

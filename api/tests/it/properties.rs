@@ -12,6 +12,15 @@ use utoipa::PartialSchema;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::Schema;
 
+/// How many cases a property runs: `default`, or `PROPTEST_CASES` when set (for a
+/// longer run by hand).
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Whitespace as Rust's `str::trim` sees it (Unicode White_Space).
 fn blank(text: &str) -> bool {
     text.chars().all(char::is_whitespace)
@@ -125,7 +134,7 @@ fn tricky_text() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(cases(512)))]
 
     #[test]
     fn the_published_patterns_accept_exactly_what_the_parsers_accept(text in tricky_text()) {
