@@ -327,13 +327,38 @@ fn page_query() -> impl Strategy<Value = String> {
         cursor.prop_map(|v| ("cursor".to_owned(), v)),
         ("[a-z]{1,6}", ".{0,5}"),
     ];
-    prop::collection::vec(pair, 0..4).prop_map(|pairs| {
+    let mixed = prop::collection::vec(pair, 0..4).prop_map(|pairs| {
         let mut query = url_encoded(&pairs);
         if query.is_empty() {
             query.push_str("limit=2");
         }
         query
-    })
+    });
+    // A cursor that matches its sort, with a key of any size: what gets past the
+    // parsers to the database.
+    let key = prop_oneof![
+        any::<i64>(),
+        -400_000_000_000_000_000_i64..400_000_000_000_000_000,
+        -3_i64..12,
+        Just(i64::from(i32::MAX)),
+    ];
+    let matching = (
+        prop_oneof![
+            Just("recent"),
+            Just("helpful"),
+            Just("highest"),
+            Just("lowest")
+        ],
+        key,
+        any::<i64>(),
+        prop::option::of(1_i64..=5),
+    )
+        .prop_map(|(sort, key, id, stars)| {
+            let cursor = URL_SAFE_NO_PAD.encode(format!("{sort}.{key}.{id}"));
+            let stars = stars.map(|s| format!("&stars={s}")).unwrap_or_default();
+            format!("sort={sort}&cursor={cursor}{stars}")
+        });
+    prop_oneof![mixed, matching]
 }
 
 fn url_encoded(pairs: &[(String, String)]) -> String {
