@@ -174,6 +174,31 @@ async fn every_configured_key_may_write() {
 }
 
 #[tokio::test]
+async fn the_scheme_name_is_case_insensitive_but_the_key_is_not() {
+    let app = spawn_app().await;
+    for (course, scheme) in ["bearer", "BEARER", "beaRer"].iter().enumerate() {
+        let response = app
+            .client
+            .post(app.url("/rating"))
+            .header("authorization", format!("{scheme} {KEY}"))
+            .json(&json!({"course_id": course + 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED, "{scheme}");
+    }
+    let response = app
+        .client
+        .post(app.url("/rating"))
+        .header("authorization", format!("Bearer {}", KEY.to_uppercase()))
+        .json(&json!({"course_id": 9}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, StatusCode::UNAUTHORIZED, "not valid").await;
+}
+
+#[tokio::test]
 async fn reads_need_no_key() {
     let app = spawn_app().await;
     app.create_course(3).await;
