@@ -57,9 +57,12 @@ pub async fn require_key_for_writes(
         .ok_or(ApiError::Unauthorized(
             "writes need an Authorization: Bearer <key> header",
         ))?;
+    // The scheme name is case-insensitive (RFC 9110 §11.1); the key is not.
     let key = presented
         .as_bytes()
-        .strip_prefix(b"Bearer ")
+        .split_at_checked(7)
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"Bearer "))
+        .map(|(_, key)| key)
         .ok_or(ApiError::Unauthorized(
             "the Authorization header must be Bearer <key>",
         ))?;

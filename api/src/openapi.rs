@@ -2,6 +2,8 @@
 //! handlers as they are mounted (see `routes::app`), so the document cannot drift from
 //! the router.
 
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -37,5 +39,19 @@ impl Modify for BearerKey {
             "api_key",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Marks the update bodies, which must change something, with `minProperties: 1`. Done
+/// here on the finished document because utoipa 5.5's `#[schema(min_properties = …)]`
+/// writes `maxProperties` instead, and the schemas only exist once the routes are merged.
+pub fn at_least_one_field(openapi: &mut utoipa::openapi::OpenApi) {
+    let Some(components) = openapi.components.as_mut() else {
+        return;
+    };
+    for name in ["ReviewChanges", "ReviewerUpdate"] {
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(name) {
+            object.min_properties = Some(1);
+        }
     }
 }

@@ -7,7 +7,8 @@ use utoipa::ToSchema;
 use crate::db::reviewers::Reviewer;
 use crate::db::{Exec, QueryName, Rows};
 use crate::domain::{
-    Comment, CourseId, Cursor, PageQuery, Rating, ReviewId, ReviewerId, Sort, SortKey,
+    CREATED_AT_MICROS, Comment, CourseId, Cursor, PageQuery, Rating, ReviewId, ReviewerId, Sort,
+    SortKey,
 };
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
@@ -366,13 +367,13 @@ fn micros_of(at: OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
 }
 
-/// A cursor's timestamp; out-of-range values (only from hand-made cursors) clamp to the
-/// ends of time Postgres and `time` share, which pages correctly.
+/// A cursor's timestamp. Decoded cursors are within the range Postgres and `time` share
+/// (`CREATED_AT_MICROS`); anything else clamps to its ends, which pages correctly, rather
+/// than reaching Postgres as a timestamp it refuses.
 fn timestamp_from_micros(micros: i64) -> OffsetDateTime {
-    let nanos = i128::from(micros) * 1_000;
-    OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(if micros < 0 {
-        time::macros::datetime!(0001-01-01 0:00 UTC)
-    } else {
-        time::macros::datetime!(9999-12-31 23:59:59 UTC)
-    })
+    let first = time::macros::datetime!(0001-01-01 0:00 UTC);
+    let last = time::macros::datetime!(9999-12-31 23:59:59.999999 UTC);
+    let micros = micros.clamp(*CREATED_AT_MICROS.start(), *CREATED_AT_MICROS.end());
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
+        .map_or(first, |at| at.clamp(first, last))
 }

@@ -10,7 +10,7 @@ pub struct CoursesTaken(i32);
 
 super::schema::schema!(
     CoursesTaken,
-    super::schema::integer(0, Some(i32::MAX.into()), KnownFormat::Int32)
+    super::schema::integer(0, i32::MAX.into(), KnownFormat::Int32)
 );
 
 impl CoursesTaken {
@@ -21,7 +21,7 @@ impl CoursesTaken {
 
 impl<'de> Deserialize<'de> for CoursesTaken {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = i64::deserialize(deserializer)?;
+        let value = super::ids::integer(deserializer, "courses_taken")?;
         i32::try_from(value)
             .ok()
             .filter(|v| *v >= 0)

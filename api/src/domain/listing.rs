@@ -79,11 +79,18 @@ impl Stars {
 /// The sort-key value of the last review of a page, for the page after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortKey {
-    /// `created_at` in microseconds since the Unix epoch (Postgres' own precision).
+    /// `created_at` in microseconds since the Unix epoch (Postgres' own precision),
+    /// within `CREATED_AT_MICROS`.
     CreatedAt(i64),
     Helpful(i32),
     HalfStars(i16),
 }
+
+/// The timestamps a cursor may carry: 0001-01-01 to 9999-12-31 UTC, the range that both
+/// Postgres and `time` can hold. Every review's `created_at` lies within it; a cursor
+/// outside it was made by hand, and Postgres would refuse to compare with it.
+pub const CREATED_AT_MICROS: std::ops::RangeInclusive<i64> =
+    -62_135_596_800_000_000..=253_402_300_799_999_999;
 
 /// Where the next page starts: the sort key and id of the last review shown. Opaque to
 /// clients (base64url of `sort.key.id`); only valid with the sort order it was made for.
@@ -117,7 +124,7 @@ impl Cursor {
         let key: i64 = key.parse().map_err(|_| invalid())?;
         let id: i64 = id.parse().ok().filter(|id| *id > 0).ok_or_else(invalid)?;
         let (sort, key) = match sort {
-            "recent" => (Sort::Recent, SortKey::CreatedAt(key)),
+            "recent" if CREATED_AT_MICROS.contains(&key) => (Sort::Recent, SortKey::CreatedAt(key)),
             "helpful" => (
                 Sort::Helpful,
                 SortKey::Helpful(key.try_into().map_err(|_| invalid())?),
@@ -157,7 +164,9 @@ pub struct RawPageQuery {
     #[param(minimum = 1, maximum = 5)]
     #[serde(default, deserialize_with = "number_from_query")]
     stars: Option<i64>,
-    /// Opaque cursor from a previous page's `next_cursor`, with the same `sort`.
+    /// Opaque cursor from a previous page's `next_cursor`, with the same `sort`. Any other
+    /// value answers 400.
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     cursor: Option<String>,
 }
 
@@ -247,6 +256,9 @@ mod tests {
             forged("helpful.99999999999.5"),
             forged("newest.1.5"),
             forged("recent.1.5.6"),
+            forged("recent.-62135596800000001.5"),
+            forged("recent.253402300800000000.5"),
+            forged("recent.-9223372036854775808.5"),
         ] {
             assert!(Cursor::decode(&bad).is_err(), "{bad} was accepted");
         }

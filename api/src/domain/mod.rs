@@ -10,6 +10,8 @@ mod text;
 
 pub use counts::CoursesTaken;
 pub use ids::{CourseId, ReviewId, ReviewerId};
-pub use listing::{Cursor, Limit, PageQuery, RawPageQuery, Sort, SortKey, Stars};
+pub use listing::{
+    CREATED_AT_MICROS, Cursor, Limit, PageQuery, RawPageQuery, Sort, SortKey, Stars,
+};
 pub use rating::Rating;
 pub use text::{Comment, Name, Picture};

@@ -19,13 +19,16 @@ fn checked_text(field: &str, value: String, max_chars: usize) -> Result<String, 
 }
 
 macro_rules! text_type {
-    ($(#[$doc:meta])* $name:ident, $field:literal, $max:literal) => {
+    ($(#[$doc:meta])* $name:ident, $field:literal, $max:literal, $what:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
         #[serde(transparent)]
         pub struct $name(String);
 
-        super::schema::schema!($name, super::schema::text(1, $max, $field));
+        super::schema::schema!(
+            $name,
+            super::schema::text($max, $what, super::schema::text_pattern())
+        );
 
         impl $name {
             pub fn parse(value: String) -> Result<Self, String> {
@@ -49,13 +52,15 @@ text_type!(
     /// A review's comment: 1–5000 characters.
     Comment,
     "comment",
-    5000
+    5000,
+    "1–5000 characters, not only white space, without NUL"
 );
 text_type!(
     /// A reviewer's display name: 1–255 characters.
     Name,
     "name",
-    255
+    255,
+    "1–255 characters, not only white space, without NUL"
 );
 
 /// A reviewer's picture: an http(s) URL, or a CSS colour (`#abc`, `#aabbcc`, `#aabbccdd`,
@@ -66,8 +71,24 @@ pub struct Picture(String);
 
 super::schema::schema!(
     Picture,
-    super::schema::text(1, 255, "An http(s) URL or a CSS colour such as #3b82f6")
+    super::schema::text(
+        255,
+        "An http(s) URL or a CSS colour such as #3b82f6",
+        picture_pattern()
+    )
 );
+
+/// What `Picture::parse` accepts, as a regular expression for the OpenAPI document (and
+/// checked against the parser by a property test): `is_http_url`, then each form of
+/// `is_css_colour`.
+fn picture_pattern() -> String {
+    // Rust's `is_whitespace() || is_control()`: C0, space, DEL and C1 (with NEL and
+    // NBSP), and the rest of Unicode's White_Space.
+    const EXCLUDED: &str = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+    format!(
+        r"^(?:https?://[^/?#{EXCLUDED}][^{EXCLUDED}]*|#(?:[0-9a-fA-F]{{3,4}}|[0-9a-fA-F]{{6}}|[0-9a-fA-F]{{8}})|(?:rgba?|hsla?)\([A-Za-z0-9 ,.%()/-]*\)|[A-Za-z]{{3,20}})$"
+    )
+}
 
 impl Picture {
     pub fn parse(value: String) -> Result<Self, String> {

@@ -26,13 +26,14 @@ pub fn router() -> OpenApiRouter<AppState> {
     get,
     path = "/course/{course_id}/reviews",
     tag = "courses",
-    params(("course_id" = i64, Path, description = "The course", minimum = 1), RawPageQuery),
+    params(("course_id" = CourseId, Path, description = "The course"), RawPageQuery),
     responses(
         (status = 200, description = "The course page", body = CoursePage,
          headers(("ETag" = String, description = "Tag of this representation"))),
         (status = 304, description = "Unchanged since the tag in If-None-Match"),
         (status = 400, description = "A bad id or query value", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such course", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable or too slow; retry (Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn course_page(

@@ -19,12 +19,12 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::auth;
 use crate::error::ApiError;
 use crate::metrics;
-use crate::openapi::ApiDoc;
+use crate::openapi::{self, ApiDoc};
 use crate::state::AppState;
 
 /// The whole application, and the OpenAPI document generated from the same routes.
 pub fn app(state: AppState, body_limit: usize) -> (Router, utoipa::openapi::OpenApi) {
-    let (resources, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (resources, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(courses::router())
         .merge(reviews::router())
         .merge(reviewers::router())
@@ -35,6 +35,7 @@ pub fn app(state: AppState, body_limit: usize) -> (Router, utoipa::openapi::Open
             auth::require_key_for_writes,
         ))
         .split_for_parts();
+    openapi::at_least_one_field(&mut openapi);
     let router = resources
         .merge(ops::router(openapi.clone()))
         .fallback(no_route)

@@ -41,6 +41,9 @@ fn course_not_found(course: CourseId) -> ApiError {
         (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The course exists", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body not sent as application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable or too slow; retry (Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn create_course(
@@ -65,11 +68,12 @@ async fn create_course(
 
 #[utoipa::path(
     get, path = "/rating/{course_id}", tag = "ratings",
-    params(("course_id" = i64, Path, minimum = 1)),
+    params(("course_id" = CourseId, Path)),
     responses(
         (status = 200, body = CourseRating),
         (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such course", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable or too slow; retry (Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn get_rating(
@@ -85,11 +89,13 @@ async fn get_rating(
 /// Recomputes the aggregate from the course's reviews: a repair, idempotent.
 #[utoipa::path(
     put, path = "/rating/{course_id}", tag = "ratings", security(("api_key" = [])),
-    params(("course_id" = i64, Path, minimum = 1)),
+    params(("course_id" = CourseId, Path)),
     responses(
         (status = 200, body = CourseRating),
+        (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such course", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable or too slow; retry (Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn recompute_rating(
@@ -112,11 +118,13 @@ async fn recompute_rating(
 /// Removes the course and its reviews; their reviewers' counts move back.
 #[utoipa::path(
     delete, path = "/rating/{course_id}", tag = "ratings", security(("api_key" = [])),
-    params(("course_id" = i64, Path, minimum = 1)),
+    params(("course_id" = CourseId, Path)),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such course", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable or too slow; retry (Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn delete_course(

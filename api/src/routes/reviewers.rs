@@ -11,7 +11,7 @@ use crate::db::Db;
 use crate::db::reviewers::{self, Deleted, Reviewer, ReviewerChanges};
 use crate::domain::{CoursesTaken, Name, Picture, ReviewerId};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, not_null};
 use crate::state::AppState;
 use courser_cache::{Cache, Subject};
 
@@ -30,14 +30,20 @@ pub struct NewReviewer {
     courses_taken: Option<CoursesTaken>,
 }
 
-/// At least one of the fields; `"picture": null` removes the picture.
+/// At least one of the fields (`minProperties`, see `openapi::at_least_one_field`); a
+/// field left out stays as it is, `"picture": null` removes the picture, and `null` for
+/// the others is refused.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewerUpdate {
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     name: Option<Name>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Picture>)]
     picture: Option<Option<Picture>>,
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     courses_taken: Option<CoursesTaken>,
 }
 
@@ -60,6 +66,9 @@ fn reviewer_not_found(id: ReviewerId) -> ApiError {
          headers(("Location" = String, description = "/reviewer/{id}"))),
         (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body not sent as application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable or too slow; retry (Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn create_reviewer(
@@ -78,11 +87,12 @@ async fn create_reviewer(
 
 #[utoipa::path(
     get, path = "/reviewer/{id}", tag = "reviewers",
-    params(("id" = i64, Path, minimum = 1)),
+    params(("id" = ReviewerId, Path)),
     responses(
         (status = 200, body = Reviewer),
         (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such reviewer", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable or too slow; retry (Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn get_reviewer(
@@ -97,13 +107,16 @@ async fn get_reviewer(
 
 #[utoipa::path(
     put, path = "/reviewer/{id}", tag = "reviewers", security(("api_key" = [])),
-    params(("id" = i64, Path, minimum = 1)),
+    params(("id" = ReviewerId, Path)),
     request_body = ReviewerUpdate,
     responses(
         (status = 200, body = Reviewer),
         (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such reviewer", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body not sent as application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable or too slow; retry (Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn update_reviewer(
@@ -132,12 +145,14 @@ async fn update_reviewer(
 /// Deletes a reviewer who has no reviews (409 while they have some).
 #[utoipa::path(
     delete, path = "/reviewer/{id}", tag = "reviewers", security(("api_key" = [])),
-    params(("id" = i64, Path, minimum = 1)),
+    params(("id" = ReviewerId, Path)),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such reviewer", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The reviewer still has reviews", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable or too slow; retry (Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn delete_reviewer(

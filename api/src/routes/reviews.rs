@@ -12,7 +12,7 @@ use crate::db::reviews::{self, Review};
 use crate::db::{Db, ratings, reviewers};
 use crate::domain::{Comment, CourseId, Rating, ReviewId, ReviewerId};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, not_null};
 use crate::state::AppState;
 use courser_cache::{Cache, Subject};
 
@@ -33,11 +33,16 @@ pub struct NewReview {
     comment: Comment,
 }
 
-/// At least one of the fields.
+/// At least one of the fields (the document says so with `minProperties`, see
+/// `openapi::at_least_one_field`). A field left out stays as it is; `null` is refused.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewChanges {
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     rating: Option<Rating>,
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     comment: Option<Comment>,
 }
 
@@ -55,6 +60,9 @@ fn review_not_found(id: ReviewId) -> ApiError {
         (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such course or reviewer", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body not sent as application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable or too slow; retry (Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn create_review(
@@ -101,11 +109,12 @@ async fn create_review(
 
 #[utoipa::path(
     get, path = "/review/{id}", tag = "reviews",
-    params(("id" = i64, Path, minimum = 1)),
+    params(("id" = ReviewId, Path)),
     responses(
         (status = 200, body = Review),
         (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such review", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable or too slow; retry (Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn get_review(
@@ -121,13 +130,16 @@ async fn get_review(
 /// Changes the rating and/or comment; a rating change moves the course's aggregate.
 #[utoipa::path(
     put, path = "/review/{id}", tag = "reviews", security(("api_key" = [])),
-    params(("id" = i64, Path, minimum = 1)),
+    params(("id" = ReviewId, Path)),
     request_body = ReviewChanges,
     responses(
         (status = 200, body = Review),
         (status = 400, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such review", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than the limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body not sent as application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable or too slow; retry (Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn update_review(
@@ -163,11 +175,13 @@ async fn update_review(
 /// Deletes a review; the course's aggregate and the reviewer's count move back.
 #[utoipa::path(
     delete, path = "/review/{id}", tag = "reviews", security(("api_key" = [])),
-    params(("id" = i64, Path, minimum = 1)),
+    params(("id" = ReviewId, Path)),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such review", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable or too slow; retry (Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn delete_review(
@@ -200,11 +214,13 @@ async fn delete_review(
 /// Counts one more reader who found the review helpful.
 #[utoipa::path(
     post, path = "/review/{id}/helpful", tag = "reviews", security(("api_key" = [])),
-    params(("id" = i64, Path, minimum = 1)),
+    params(("id" = ReviewId, Path)),
     responses(
         (status = 200, body = Review),
+        (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such review", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable or too slow; retry (Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn mark_helpful(
@@ -224,11 +240,13 @@ async fn mark_helpful(
 /// Reports the review; reported reviews are hidden from course pages (idempotent).
 #[utoipa::path(
     post, path = "/review/{id}/report", tag = "reviews", security(("api_key" = [])),
-    params(("id" = i64, Path, minimum = 1)),
+    params(("id" = ReviewId, Path)),
     responses(
         (status = 200, body = Review),
+        (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No valid key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such review", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable or too slow; retry (Retry-After)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn report_review(

@@ -455,6 +455,36 @@ async fn bad_query_values_answer_400_problems_naming_the_value() {
     assert!(response.status().is_client_error(), "{}", response.status());
 }
 
+/// Found by fuzzing: a `recent` cursor dated between 9999 BC and 4713 BC got past the
+/// decoder and `time`, and Postgres refused the timestamp: 500.
+#[tokio::test]
+async fn hand_made_cursors_dated_where_postgres_cannot_go_answer_400() {
+    use base64::Engine as _;
+    let app = spawn_app().await;
+    app.create_course(1).await;
+    let reviewer = app.create_reviewer("Ann").await;
+    app.create_review(1, reviewer, 3.0, "x").await;
+    let forged = |plain: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(plain);
+    for micros in [
+        "-300000000000000000",
+        "-62135596800000001",
+        "253402300800000000",
+        "-9223372036854775808",
+        "9223372036854775807",
+    ] {
+        let query = format!("cursor={}", forged(&format!("recent.{micros}.5")));
+        let response = app.get(&format!("/course/1/reviews?{query}")).await;
+        assert_problem(response, StatusCode::BAD_REQUEST, "cursor").await;
+    }
+    // The ends of the range are fine, and page as they should.
+    let oldest = forged("recent.-62135596800000000.5");
+    let page = app.course_page(1, &format!("cursor={oldest}")).await;
+    assert_eq!(page["reviews"], json!([]));
+    let newest = forged("recent.253402300799999999.999");
+    let page = app.course_page(1, &format!("cursor={newest}")).await;
+    assert_eq!(page["reviews"].as_array().unwrap().len(), 1);
+}
+
 #[tokio::test]
 async fn the_etag_answers_304_until_the_course_changes() {
     let app = spawn_app().await;

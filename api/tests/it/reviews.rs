@@ -189,22 +189,75 @@ async fn helpful_counts_up_and_report_hides_the_review_but_keeps_it_readable() {
     .await;
 }
 
+/// Strings that would break a query built by pasting text into SQL, or a careless
+/// JSON or log writer.
+const HOSTILE: [&str; 6] = [
+    "Robert'); DROP TABLE reviewers;-- 🙂",
+    "50% off\\ '\"$1 -- /* */ ; SELECT * FROM ratings; é漢字 \u{1F600}",
+    "' OR '1'='1",
+    "$$; COPY ratings TO '/tmp/x'; $$",
+    "\\x00 \\N %s %d {} \t tab\nnewline \r\n\u{7f}",
+    "\u{202e}rtl \u{feff}bom \u{200b}zero-width \u{ffff}",
+];
+
 #[tokio::test]
-async fn sql_metacharacters_and_unicode_are_stored_and_returned_verbatim() {
+async fn sql_metacharacters_and_unicode_in_every_string_field_are_stored_and_returned_verbatim() {
     let app = spawn_app().await;
     app.create_course(1).await;
-    let name = "Robert'); DROP TABLE reviewers;-- 🙂";
-    let reviewer = ok_json(
-        app.post("/reviewer", json!({"name": name})).await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let comment = "50% off\\ '\"$1 -- /* */ ; SELECT * FROM ratings; é漢字 \u{1F600}";
-    let review = app
-        .create_review(1, reviewer["id"].as_i64().unwrap(), 5.0, comment)
+    for (i, text) in HOSTILE.iter().enumerate() {
+        // A picture must be a URL; the metacharacters go in its path and query.
+        let picture = format!(
+            "https://img.example/{i}/'%22;--?q={}",
+            text.replace(|c: char| c.is_whitespace() || c.is_control(), "")
+        );
+        let reviewer = ok_json(
+            app.post("/reviewer", json!({"name": text, "picture": picture}))
+                .await,
+            StatusCode::CREATED,
+        )
         .await;
-    assert_eq!(review["comment"], comment);
-    let page = app.course_page(1, "").await;
-    assert_eq!(page["reviews"][0]["comment"], comment);
-    assert_eq!(page["reviews"][0]["reviewer"]["name"], name);
+        assert_eq!(reviewer["name"], *text);
+        assert_eq!(reviewer["picture"], picture);
+        let reviewer_id = reviewer["id"].as_i64().unwrap();
+        assert_eq!(app.reviewer(reviewer_id).await, reviewer);
+
+        let review = app.create_review(1, reviewer_id, 5.0, text).await;
+        assert_eq!(review["comment"], *text);
+        let path = format!("/review/{}", review["id"]);
+        assert_eq!(
+            ok_json(app.get(&path).await, StatusCode::OK).await["comment"],
+            *text
+        );
+
+        // The same through the updates, reversed so that each field really changes.
+        let reversed: String = text.chars().rev().collect();
+        let updated = ok_json(
+            app.put(&path, json!({"comment": reversed})).await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(updated["comment"], reversed);
+        let picture = format!("{picture}&r=1");
+        let updated = ok_json(
+            app.put(
+                &format!("/reviewer/{reviewer_id}"),
+                json!({"name": reversed, "picture": picture}),
+            )
+            .await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(updated["name"], reversed);
+        assert_eq!(updated["picture"], picture);
+    }
+    let page = app.course_page(1, "limit=100").await;
+    let listed = page["reviews"].as_array().unwrap();
+    assert_eq!(listed.len(), HOSTILE.len());
+    for (listed, text) in listed.iter().rev().zip(HOSTILE) {
+        let reversed: String = text.chars().rev().collect();
+        assert_eq!(listed["comment"], reversed);
+        assert_eq!(listed["reviewer"]["name"], reversed);
+    }
+    // And the tables are all still there.
+    assert_eq!(app.rating(1).await["count"], HOSTILE.len());
 }
