@@ -4,12 +4,12 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
 use crate::layout::Layout;
-use crate::process::{self, Managed};
+use crate::process::Managed;
 
 /// The binary's file name, as found next to `courser` or on PATH.
 pub const PROGRAM: &str = "courser-api";
@@ -113,38 +113,24 @@ pub async fn start_all(
 async fn wait_ready(
     client: &reqwest::Client,
     instance: &Instance,
-    mut child: Option<&mut Child>,
+    child: Option<&mut Child>,
 ) -> anyhow::Result<()> {
-    let deadline = Instant::now() + READY_TIMEOUT;
     let url = format!("{}/readyz", instance.url());
-    let log = &instance.process.log_file;
-    loop {
-        if let Some(child) = child.as_deref_mut()
-            && let Some(status) = child.try_wait()?
-        {
-            bail!(
-                "{} exited ({status}) before it was ready; last lines of {}:\n{}",
-                instance.process.name,
-                log.display(),
-                process::tail(log, 20)
-            );
-        }
-        if let Ok(response) = client.get(&url).send().await
-            && response.status() == reqwest::StatusCode::OK
-        {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "{} did not answer GET /readyz with 200 within {} s; last lines of {}:\n{}",
-                instance.process.name,
-                READY_TIMEOUT.as_secs(),
-                log.display(),
-                process::tail(log, 20)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    instance
+        .process
+        .wait_until_ready(
+            child,
+            READY_TIMEOUT,
+            "answer GET /readyz with 200",
+            async || {
+                client
+                    .get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|response| response.status() == reqwest::StatusCode::OK)
+            },
+        )
+        .await
 }
 
 /// Stops every instance; prints what it stopped.

@@ -68,6 +68,48 @@ impl Managed {
         Ok(child)
     }
 
+    /// Polls `ready` until it says yes; fails with the end of the log if `child` exits
+    /// first or `timeout` passes. `what` completes "did not …" in that message.
+    pub async fn wait_until_ready(
+        &self,
+        mut child: Option<&mut Child>,
+        timeout: Duration,
+        what: &str,
+        mut ready: impl AsyncFnMut() -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let log = || {
+            format!(
+                "last lines of {}:\n{}",
+                self.log_file.display(),
+                tail(&self.log_file, 20)
+            )
+        };
+        loop {
+            if let Some(child) = child.as_deref_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                anyhow::bail!(
+                    "{} exited ({status}) before it was ready; {}",
+                    self.name,
+                    log()
+                );
+            }
+            if ready().await {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!(
+                    "{} did not {what} within {} s; {}",
+                    self.name,
+                    timeout.as_secs(),
+                    log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Stops the process if it runs (SIGTERM, then SIGKILL after a grace period) and
     /// removes its pid file. Returns the pid it stopped, if any.
     pub async fn stop(&self) -> anyhow::Result<Option<u32>> {

@@ -3,13 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
 use crate::binaries;
 use crate::layout::{self, Layout};
-use crate::process::{self, Managed};
+use crate::process::Managed;
 
 pub const PROGRAM: &str = "prometheus";
 pub const LISTEN: &str = "127.0.0.1:9090";
@@ -51,27 +51,21 @@ pub async fn start(layout: &Layout, bin: &Path, config: &Path) -> anyhow::Result
     let mut child = prometheus.spawn(command)?;
     println!("started prometheus (pid {}) on {LISTEN}", child.id());
     let client = crate::api::http_client()?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            bail!(
-                "prometheus exited ({status}); last lines of its log:\n{}",
-                process::tail(&prometheus.log_file, 20)
-            );
-        }
-        if let Ok(response) = client.get(format!("http://{LISTEN}/-/ready")).send().await
-            && response.status().is_success()
-        {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "prometheus was not ready within 30 s; see {}",
-                prometheus.log_file.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let url = format!("http://{LISTEN}/-/ready");
+    prometheus
+        .wait_until_ready(
+            Some(&mut child),
+            Duration::from_secs(30),
+            "become ready",
+            async || {
+                client
+                    .get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|response| response.status().is_success())
+            },
+        )
+        .await
 }
 
 /// The project's scrape config: `dashboards/prometheus.yml` beside `.courser`.

@@ -3,13 +3,11 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
-
-use anyhow::bail;
+use std::time::Duration;
 
 use crate::api::Instance;
 use crate::layout::Layout;
-use crate::process::{self, Managed};
+use crate::process::Managed;
 
 pub const PROGRAM: &str = "courser-proxy";
 pub const LISTEN: &str = "127.0.0.1:8080";
@@ -38,25 +36,19 @@ pub async fn start(layout: &Layout, bin: &Path) -> anyhow::Result<()> {
     let mut child = proxy.spawn(command)?;
     println!("started proxy (pid {}) on {LISTEN}", child.id());
     let client = crate::api::http_client()?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait()? {
-            bail!(
-                "the proxy exited ({status}); last lines of its log:\n{}",
-                process::tail(&proxy.log_file, 20)
-            );
-        }
-        if let Ok(response) = client.get(format!("http://{LISTEN}/healthz")).send().await
-            && response.status().is_success()
-        {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "the proxy did not forward GET /healthz within 20 s; last lines of its log:\n{}",
-                process::tail(&proxy.log_file, 20)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let url = format!("http://{LISTEN}/healthz");
+    proxy
+        .wait_until_ready(
+            Some(&mut child),
+            Duration::from_secs(20),
+            "forward GET /healthz",
+            async || {
+                client
+                    .get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|response| response.status().is_success())
+            },
+        )
+        .await
 }

@@ -3,14 +3,14 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::bail;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::binaries;
 use crate::layout::Layout;
-use crate::process::{self, Managed};
+use crate::process::Managed;
 
 pub const PROGRAM: &str = "redis-server";
 
@@ -57,20 +57,14 @@ pub async fn start(layout: &Layout, bin: &PathBuf) -> anyhow::Result<()> {
         child.id(),
         layout.redis_port
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ping(layout.redis_port).await.is_err() {
-        if let Some(status) = child.try_wait()? {
-            bail!(
-                "redis exited ({status}); last lines of its log:\n{}",
-                process::tail(&redis.log_file, 20)
-            );
-        }
-        if Instant::now() >= deadline {
-            bail!("redis did not answer PING within 10 s");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
+    redis
+        .wait_until_ready(
+            Some(&mut child),
+            Duration::from_secs(10),
+            "answer PING",
+            async || ping(layout.redis_port).await.is_ok(),
+        )
+        .await
 }
 
 /// `PING` over a plain connection: `+PONG` or an error.

@@ -85,3 +85,18 @@ pub fn sample_sum(exposition: &str, name: &str, parts: &[&str]) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Asserts that a response to Prometheus' `Accept` header is OpenMetrics: its content
+/// type, the closing `# EOF`, and the counter family `counter` declared the OpenMetrics
+/// way (without `_total`).
+pub fn assert_openmetrics(content_type: &str, body: &str, counter: &str) {
+    assert_eq!(
+        content_type,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    assert!(
+        body.contains(&format!("# TYPE {counter} counter\n")),
+        "{body}"
+    );
+}
