@@ -1,56 +1,199 @@
 //! The invalidation bus: a task subscribed to the Redis channel that applies other
-//! instances' invalidations to the in-process tier. The in-process tier serves only while
-//! subscribed; whenever the subscription starts or ends, everything it holds is condemned,
-//! since invalidations may have been missed meanwhile.
+//! instances' invalidations to the in-process tier.
+//!
+//! The in-process tier serves only under a [`Lease`] that the bus renews with a heartbeat:
+//! every `heartbeat_interval` it PINGs Redis on the subscribed connection. Redis answers
+//! in order, after every message it sent before, so once the PONG is in and the messages
+//! queued ahead of it are applied, every invalidation published before the PING went out
+//! has been applied. The lease runs `heartbeat_deadline` from that PING: a connection that
+//! goes silent (Redis paused, a partition with no RST) stops local hits within the
+//! deadline.
+//!
+//! A late PONG only lets the lease lapse until the next one is in time: nothing was
+//! missed, since the messages ahead of it are applied before it counts. Under load a
+//! busy process or Redis answers late all the time, and dropping the tier and
+//! resubscribing on each late PONG kept every instance cold, which sent more reads to
+//! Postgres and made the next PONG later still (W3 collapsed). Only a PING unanswered for
+//! [`GIVE_UP_AFTER`] ends the subscription. When the connection drops, the bus holds the
+//! Redis breaker open until it has subscribed again, so that requests go to the source
+//! rather than each try a Redis that is gone. Whenever the subscription starts or ends,
+//! everything the tier holds is condemned, since invalidations may have been missed
+//! meanwhile.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use futures_util::StreamExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
+use redis::aio::{PubSub, PubSubStream};
 
 use crate::Inner;
-use crate::remote::{decode_message, now_micros};
+use crate::remote::{Remote, decode_message, now_micros};
+
+/// How long Redis may leave a subscription or a heartbeat unanswered before the bus
+/// gives up on the connection (a paused Redis accepts the TCP connection and then says
+/// nothing).
+const GIVE_UP_AFTER: Duration = Duration::from_secs(1);
+
+/// Until when the bus vouches for the in-process tier.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    epoch: Instant,
+    /// Microseconds since `epoch` (plus one) of the last PING answered; 0 while down.
+    confirmed: AtomicU64,
+    deadline: Duration,
+}
+
+impl Lease {
+    pub fn new(deadline: Duration) -> Self {
+        Self {
+            epoch: Instant::now(),
+            confirmed: AtomicU64::new(0),
+            deadline,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX) + 1
+    }
+
+    fn confirm(&self, at: u64) {
+        self.confirmed.store(at, Ordering::SeqCst);
+    }
+
+    fn end(&self) {
+        self.confirmed.store(0, Ordering::SeqCst);
+    }
+
+    /// Whether every invalidation published more than `deadline` ago has been applied.
+    pub fn holds(&self) -> bool {
+        let confirmed = self.confirmed.load(Ordering::SeqCst);
+        let deadline = u64::try_from(self.deadline.as_micros()).unwrap_or(u64::MAX);
+        confirmed != 0 && self.now().saturating_sub(confirmed) < deadline
+    }
+}
 
 pub(crate) async fn run(client: redis::Client, inner: Arc<Inner>) {
     let mut backoff = Duration::from_millis(50);
     loop {
         if let Some(remote) = &inner.remote
-            && let Ok(Ok(mut pubsub)) =
-                tokio::time::timeout(Duration::from_secs(1), client.get_async_pubsub()).await
-            && pubsub.subscribe(&remote.channel).await.is_ok()
+            && let Some(pubsub) = subscribe(&client, &remote.channel).await
         {
-            inner.local.invalidate_all();
-            inner.bus_up.store(true, Ordering::SeqCst);
-            inner.metrics.bus_connected.set(1);
-            tracing::info!("cache invalidation bus subscribed");
             backoff = Duration::from_millis(50);
-            let mut messages = pubsub.on_message();
-            while let Some(message) = messages.next().await {
-                let Some(message) = std::str::from_utf8(message.get_payload_bytes())
-                    .ok()
-                    .and_then(decode_message)
-                else {
-                    continue;
-                };
-                if remote.is_own(&message) {
-                    continue;
-                }
-                for subject in &message.subjects {
-                    inner.local.invalidate(*subject).await;
-                }
-                inner.metrics.invalidations_received.inc();
-                let lag = now_micros().saturating_sub(message.sent_at_micros);
-                inner.metrics.invalidation_lag.observe(lag as f64 / 1e6);
-            }
-            tracing::warn!(
-                "cache invalidation bus lost; the in-process tier stops serving until it is back"
-            );
+            listen(pubsub, &inner, remote).await;
         }
-        inner.bus_up.store(false, Ordering::SeqCst);
+        inner.lease.end();
         inner.metrics.bus_connected.set(0);
         inner.local.invalidate_all();
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// A subscribed connection, or `None` when Redis does not give one in time.
+async fn subscribe(client: &redis::Client, channel: &str) -> Option<PubSub> {
+    let subscribing = async {
+        let mut pubsub = client.get_async_pubsub().await.ok()?;
+        pubsub.subscribe(channel).await.ok()?;
+        Some(pubsub)
+    };
+    tokio::time::timeout(GIVE_UP_AFTER, subscribing)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Applies messages and keeps the lease renewed until the subscription is lost.
+async fn listen(pubsub: PubSub, inner: &Inner, remote: &Remote) {
+    let config = &remote.config;
+    inner.local.invalidate_all();
+    inner.lease.confirm(inner.lease.now());
+    remote.back();
+    inner.metrics.bus_connected.set(1);
+    tracing::info!("cache invalidation bus subscribed");
+    let (mut sink, mut stream) = pubsub.split();
+    let mut beat = tokio::time::interval(config.heartbeat_interval);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            message = stream.next() => match message {
+                Some(message) => apply(inner, remote, &message).await,
+                None => {
+                    tracing::warn!("cache invalidation bus lost; the in-process tier stops serving until it is back");
+                    remote.lost();
+                    return;
+                }
+            },
+            _ = beat.tick() => {
+                let sent = inner.lease.now();
+                let answered =
+                    tokio::time::timeout(GIVE_UP_AFTER, sink.ping::<redis::Value>()).await;
+                if !matches!(answered, Ok(Ok(_))) {
+                    inner.metrics.heartbeat_misses.inc();
+                    tracing::warn!("cache invalidation bus: a heartbeat went unanswered; dropping the in-process tier and resubscribing");
+                    return;
+                }
+                if !inner.lease.holds() {
+                    // Late: local hits stopped meanwhile, and resume with the next PONG in time.
+                    inner.metrics.heartbeat_misses.inc();
+                }
+                drain(&mut stream, inner, remote).await;
+                inner.lease.confirm(sent);
+            }
+        }
+    }
+}
+
+/// Applies the messages already queued: those Redis sent before the PONG just received.
+async fn drain(stream: &mut PubSubStream, inner: &Inner, remote: &Remote) {
+    while let Some(Some(message)) = stream.next().now_or_never() {
+        apply(inner, remote, &message).await;
+    }
+}
+
+async fn apply(inner: &Inner, remote: &Remote, message: &redis::Msg) {
+    let Some(message) = std::str::from_utf8(message.get_payload_bytes())
+        .ok()
+        .and_then(decode_message)
+    else {
+        return;
+    };
+    if remote.is_own(&message) {
+        return;
+    }
+    for subject in &message.subjects {
+        inner.local.invalidate(*subject).await;
+    }
+    inner.metrics.invalidations_received.inc();
+    let lag = now_micros().saturating_sub(message.sent_at_micros);
+    inner.metrics.invalidation_lag.observe(lag as f64 / 1e6);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lease_holds_only_within_the_deadline_of_the_last_confirmation() {
+        let lease = Lease::new(Duration::from_millis(30));
+        assert!(!lease.holds(), "not before the first subscription");
+        lease.confirm(lease.now());
+        assert!(lease.holds());
+        let sent = lease.now();
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(
+            !lease.holds(),
+            "lapsed: no answer for longer than the deadline"
+        );
+        lease.confirm(sent);
+        assert!(
+            !lease.holds(),
+            "a PONG counts from when its PING was sent, not when it came back"
+        );
+        lease.confirm(lease.now());
+        assert!(lease.holds());
+        lease.end();
+        assert!(!lease.holds());
     }
 }

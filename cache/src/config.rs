@@ -28,6 +28,12 @@ pub struct CacheConfig {
     pub breaker_threshold: u32,
     /// How long the breaker stays open before one call probes Redis again.
     pub breaker_cooldown: Duration,
+    /// How often the invalidation bus PINGs Redis over its subscribed connection.
+    pub heartbeat_interval: Duration,
+    /// The in-process tier serves only while a PING sent less than this ago has been
+    /// answered. Keep it well under the freshness bound (100 ms): it is how stale a
+    /// silently deaf instance can be.
+    pub heartbeat_deadline: Duration,
 }
 
 impl Default for CacheConfig {
@@ -42,6 +48,8 @@ impl Default for CacheConfig {
             redis_timeout: Duration::from_millis(50),
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_millis(500),
+            heartbeat_interval: Duration::from_millis(10),
+            heartbeat_deadline: Duration::from_millis(50),
         }
     }
 }

@@ -3,9 +3,12 @@
 //!
 //! - [`Cache::course_page`] serves a page from the first tier that has it fresh, and
 //!   loads it from the [`Source`] once per instance when none has (stampede protection).
-//! - [`Cache::invalidate`] is called after a write commits: the local tier forgets at
-//!   once, Redis gets new generation tokens, and the other instances hear of it on the
-//!   invalidation bus (see `bus`).
+//! - [`Cache::invalidate`] is called after a write commits: Redis gets new generation
+//!   tokens, then the local tier forgets (in that order, or a fill between the two could
+//!   store the old page as fresh), and the other instances hear of it on the
+//!   invalidation bus (see `bus`), which the in-process tier relies on only while its
+//!   heartbeat is answered. When Redis does not take it, it goes to the other instances
+//!   over Postgres `NOTIFY` instead, and they invalidate Redis for it (see `fallback`).
 //! - Pages are cached as skeletons with reviewers spliced in from their own fragments
 //!   (see `page`), so a reviewer's change invalidates one fragment, not every page.
 //! - Redis failures cost a timeout at most, then nothing while the breaker is open: reads
@@ -14,6 +17,7 @@
 mod breaker;
 mod bus;
 mod config;
+mod fallback;
 mod local;
 mod metrics;
 mod page;
@@ -22,15 +26,17 @@ mod remote;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use prometheus_client::registry::Registry;
+use sqlx::PgPool;
 
 pub use config::CacheConfig;
 pub use local::Subject;
 pub use page::{Page, Part, Skeleton};
 
+use bus::Lease;
+use fallback::Fallback;
 use local::{Filled, Local};
 use metrics::Metrics;
 use remote::{Lookup, Remote};
@@ -71,19 +77,24 @@ pub enum CacheError {
 pub(crate) struct Inner {
     local: Local,
     remote: Option<Remote>,
+    fallback: Option<Fallback>,
     local_on: bool,
-    /// Whether the bus is subscribed, and so whether the in-process tier may serve.
-    bus_up: AtomicBool,
+    /// Held while the bus is subscribed and its heartbeat answered: the in-process tier
+    /// serves only then.
+    lease: Lease,
     metrics: Metrics,
 }
 
-/// Stops the bus task when the last handle to the cache goes.
+/// Stops the background tasks (the bus, the fallback listener) when the last handle to
+/// the cache goes.
 #[derive(Debug)]
-struct BusTask(tokio::task::AbortHandle);
+struct Tasks(Vec<tokio::task::AbortHandle>);
 
-impl Drop for BusTask {
+impl Drop for Tasks {
     fn drop(&mut self) {
-        self.0.abort();
+        for task in &self.0 {
+            task.abort();
+        }
     }
 }
 
@@ -91,13 +102,19 @@ impl Drop for BusTask {
 #[derive(Debug, Clone)]
 pub struct Cache {
     inner: Arc<Inner>,
-    _bus: Option<Arc<BusTask>>,
+    _tasks: Arc<Tasks>,
 }
 
 impl Cache {
-    /// Builds the cache and, with Redis configured, starts its bus. Never waits for Redis:
-    /// a Redis that is down at start is a Redis that is down.
-    pub fn new(config: &CacheConfig, registry: &mut Registry) -> Result<Self, CacheError> {
+    /// Builds the cache and, with Redis configured, starts its bus, and with `postgres`
+    /// given, the fallback path for invalidations Redis does not take (every instance
+    /// should be given the database its writes go to). Never waits for Redis or Postgres:
+    /// one that is down at start is one that is down.
+    pub fn new(
+        config: &CacheConfig,
+        postgres: Option<PgPool>,
+        registry: &mut Registry,
+    ) -> Result<Self, CacheError> {
         let metrics = Metrics::new(registry);
         let instance = rand::random::<u64>();
         let remote = config
@@ -107,25 +124,32 @@ impl Cache {
             .transpose()?;
         let inner = Arc::new(Inner {
             local: Local::new(config),
+            fallback: postgres
+                .filter(|_| remote.is_some())
+                .map(|pool| Fallback::new(pool, &config.key_prefix)),
             remote,
             local_on: config.local_bytes > 0,
-            bus_up: AtomicBool::new(false),
+            lease: Lease::new(config.heartbeat_deadline),
             metrics,
         });
-        let bus = match &config.redis_url {
-            Some(url) => {
-                let client = redis::Client::open(url.as_str())?;
-                let task = tokio::spawn(bus::run(client, inner.clone()));
-                Some(Arc::new(BusTask(task.abort_handle())))
-            }
-            None => None,
-        };
-        Ok(Self { inner, _bus: bus })
+        let mut tasks = Vec::new();
+        if let Some(url) = &config.redis_url {
+            let client = redis::Client::open(url.as_str())?;
+            tasks.push(tokio::spawn(bus::run(client, inner.clone())).abort_handle());
+        }
+        if inner.fallback.is_some() {
+            tasks.push(tokio::spawn(fallback::listen(inner.clone())).abort_handle());
+        }
+        Ok(Self {
+            inner,
+            _tasks: Arc::new(Tasks(tasks)),
+        })
     }
 
-    /// Whether the in-process tier is serving: it is on, and the bus is subscribed.
+    /// Whether the in-process tier is serving: it is on, the bus is subscribed, and its
+    /// last heartbeat was answered within the deadline.
     pub fn local_tier_serving(&self) -> bool {
-        self.inner.local_on && self.inner.bus_up.load(Ordering::SeqCst)
+        self.inner.local_on && self.inner.lease.holds()
     }
 
     /// Refreshes the gauges that are read rather than counted.
@@ -137,6 +161,9 @@ impl Cache {
         if let Some(remote) = &self.inner.remote {
             metrics.breaker_state.set(remote.breaker_state());
         }
+        metrics
+            .local_serving
+            .set(i64::from(self.local_tier_serving()));
     }
 
     /// The page of `course` for `variant`, from the freshest tier that has it.
@@ -345,19 +372,26 @@ impl Cache {
         Ok(found)
     }
 
-    /// After a write has committed: nothing read before it is served again. Local at
-    /// once; Redis and the other instances before this returns, when Redis is reachable
-    /// (when it is not, the instance keeps the invalidation and sends it before it reads
-    /// from Redis again).
+    /// After a write has committed: nothing read before it is served again, here or in
+    /// Redis once this returns, and on the other instances when the bus brings it. When
+    /// Redis does not take it, the instance keeps the invalidation and sends it before
+    /// it reads from Redis again, and meanwhile hands it to the other instances over
+    /// Postgres, which invalidate Redis for it.
     pub async fn invalidate(&self, subjects: &[Subject]) {
         if subjects.is_empty() {
             return;
         }
-        for subject in subjects {
-            self.inner.local.invalidate(*subject).await;
+        let inner = &self.inner;
+        if let Some(remote) = &inner.remote
+            && !remote.invalidate(subjects).await
+            && let Some(fallback) = &inner.fallback
+        {
+            if fallback.send(remote.instance, subjects).await {
+                inner.metrics.fallback_sent.inc();
+            } else {
+                inner.metrics.fallback_errors.inc();
+            }
         }
-        if let Some(remote) = &self.inner.remote {
-            remote.invalidate(subjects).await;
-        }
+        inner.local.invalidate_after_redis(subjects).await;
     }
 }

@@ -111,12 +111,34 @@ impl Local {
         read_from >= floor.max(self.global_floor.load(Ordering::SeqCst))
     }
 
+    /// Invalidates `subjects` once Redis has their new tokens (or this instance has
+    /// stopped reading Redis until it has sent them): a fill here that read Redis before
+    /// that began before these floors, so it is never served. Raised before, such a fill
+    /// would pass for fresh with the old page and stay until the next write.
+    pub async fn invalidate_after_redis(&self, subjects: &[Subject]) {
+        for subject in subjects {
+            self.invalidate(*subject).await;
+        }
+    }
+
     pub async fn invalidate(&self, subject: Subject) {
         let floor = self.sequence.fetch_add(1, Ordering::SeqCst) + 1;
-        self.floors.insert(subject, floor).await;
+        self.raise_floor(subject, floor).await;
         if let Subject::Reviewer(id) = subject {
             self.reviewers.invalidate(&id).await;
         }
+    }
+
+    /// Concurrent invalidations of one subject (a write here, a message from the bus) may
+    /// store their floors in either order: a floor only ever rises, or a fill begun
+    /// between them would pass for fresh.
+    async fn raise_floor(&self, subject: Subject, floor: u64) {
+        self.floors
+            .entry(subject)
+            .and_upsert_with(|old| {
+                std::future::ready(old.map_or(floor, |old| old.into_value().max(floor)))
+            })
+            .await;
     }
 
     /// Condemns everything read so far, and frees its memory.
@@ -151,5 +173,18 @@ mod tests {
         );
         local.invalidate_all();
         assert!(!local.is_fresh(Subject::Course(2), late_reader).await);
+    }
+
+    #[tokio::test]
+    async fn floors_only_rise_whatever_order_invalidations_land_in() {
+        let local = Local::new(&CacheConfig::default());
+        let course = Subject::Course(1);
+        local.raise_floor(course, 11).await;
+        local.raise_floor(course, 10).await;
+        assert!(
+            !local.is_fresh(course, 10).await,
+            "a fill begun between the two is stale"
+        );
+        assert!(local.is_fresh(course, 11).await);
     }
 }

@@ -27,6 +27,12 @@ pub struct Metrics {
     pub redis_errors: Counter,
     pub breaker_state: Gauge,
     pub bus_connected: Gauge,
+    pub heartbeat_misses: Counter,
+    pub fallback_sent: Counter,
+    pub fallback_errors: Counter,
+    pub fallback_received: Counter,
+    pub fallback_listening: Gauge,
+    pub local_serving: Gauge,
     pub local_bytes: Gauge,
 }
 
@@ -44,6 +50,12 @@ impl Metrics {
             redis_errors: Counter::default(),
             breaker_state: Gauge::default(),
             bus_connected: Gauge::default(),
+            heartbeat_misses: Counter::default(),
+            fallback_sent: Counter::default(),
+            fallback_errors: Counter::default(),
+            fallback_received: Counter::default(),
+            fallback_listening: Gauge::default(),
+            local_serving: Gauge::default(),
             local_bytes: Gauge::default(),
         };
         let registry = registry.sub_registry_with_prefix("cache");
@@ -88,6 +100,36 @@ impl Metrics {
             "bus_connected",
             "1 while subscribed to the invalidation channel (the in-process tier serves only then)",
             metrics.bus_connected.clone(),
+        );
+        registry.register(
+            "heartbeat_misses",
+            "PINGs on the subscribed connection answered after the deadline (local hits pause until one is in time) or not within 1 s (the in-process tier is dropped and the bus resubscribes)",
+            metrics.heartbeat_misses.clone(),
+        );
+        registry.register(
+            "local_serving",
+            "1 while the in-process tier may serve: subscribed, and a heartbeat answered within the deadline",
+            metrics.local_serving.clone(),
+        );
+        registry.register(
+            "fallback_invalidations_sent",
+            "Invalidations Redis did not take, sent to the other instances over Postgres NOTIFY",
+            metrics.fallback_sent.clone(),
+        );
+        registry.register(
+            "fallback_invalidation_errors",
+            "Invalidations that neither Redis nor Postgres NOTIFY took (kept pending for Redis)",
+            metrics.fallback_errors.clone(),
+        );
+        registry.register(
+            "fallback_invalidations_received",
+            "Invalidations heard from other instances over Postgres NOTIFY (each re-sent to Redis)",
+            metrics.fallback_received.clone(),
+        );
+        registry.register(
+            "fallback_listening",
+            "1 while listening for fallback invalidations on Postgres",
+            metrics.fallback_listening.clone(),
         );
         registry.register_with_unit(
             "local",

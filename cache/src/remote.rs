@@ -5,7 +5,7 @@
 //! timeout and goes through the breaker; a failed invalidation is remembered and sent
 //! before this instance reads from Redis again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,6 +19,44 @@ use crate::config::CacheConfig;
 use crate::local::Subject;
 use crate::metrics::Metrics;
 use crate::page::Skeleton;
+
+/// Most pending invalidations sent in one call.
+const FLUSH_CHUNK: usize = 500;
+
+/// Invalidations not yet sent, each with when it was (last) added.
+#[derive(Debug, Default)]
+struct Pending {
+    added: u64,
+    subjects: HashMap<Subject, u64>,
+}
+
+impl Pending {
+    fn add(&mut self, subjects: impl IntoIterator<Item = Subject>) {
+        for subject in subjects {
+            self.added += 1;
+            self.subjects.insert(subject, self.added);
+        }
+    }
+
+    /// Which of `subjects` are pending, as they are now.
+    fn taken(&self, subjects: &HashSet<Subject>) -> Vec<(Subject, u64)> {
+        subjects
+            .iter()
+            .filter_map(|s| self.subjects.get(s).map(|added| (*s, *added)))
+            .collect()
+    }
+
+    /// Forgets what a successful send took, unless it was added again meanwhile: an
+    /// invalidation that failed during the send may be for a write committed after the
+    /// send's new token, and must still go out.
+    fn sent(&mut self, taken: &[(Subject, u64)]) {
+        for (subject, added) in taken {
+            if self.subjects.get(subject) == Some(added) {
+                self.subjects.remove(subject);
+            }
+        }
+    }
+}
 
 /// What Redis said about one entry.
 #[derive(Debug)]
@@ -35,11 +73,13 @@ pub(crate) struct Remote {
     connection: ConnectionManager,
     breaker: Breaker,
     /// Invalidations that could not be sent; sent before this instance reads again.
-    pending: Mutex<HashSet<Subject>>,
+    pending: Mutex<Pending>,
+    /// Held by the one call sending pending invalidations.
+    flushing: tokio::sync::Mutex<()>,
     prefix: String,
     pub channel: String,
-    instance: u64,
-    config: CacheConfig,
+    pub instance: u64,
+    pub config: CacheConfig,
     metrics: Metrics,
 }
 
@@ -64,7 +104,8 @@ impl Remote {
         Ok(Self {
             connection: ConnectionManager::new_lazy_with_config(client, manager_config)?,
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
-            pending: Mutex::new(HashSet::new()),
+            pending: Mutex::new(Pending::default()),
+            flushing: tokio::sync::Mutex::new(()),
             prefix: config.key_prefix.clone(),
             channel: format!("{}:invalidate", config.key_prefix),
             instance,
@@ -75,6 +116,17 @@ impl Remote {
 
     pub fn breaker_state(&self) -> i64 {
         self.breaker.gauge_value()
+    }
+
+    /// The bus lost Redis: requests skip it, rather than each wait out a timeout, until
+    /// [`back`](Self::back).
+    pub fn lost(&self) {
+        self.breaker.hold_open();
+    }
+
+    /// The bus has Redis again: ends a hold of [`lost`](Self::lost).
+    pub fn back(&self) {
+        self.breaker.release();
     }
 
     /// One Redis call under the breaker and the timeout; `None` when skipped or failed.
@@ -124,12 +176,20 @@ impl Remote {
     }
 
     /// Whether reads may use Redis: only once every earlier invalidation has been sent.
+    /// Only one read at a time sends them (the others skip Redis meanwhile), a chunk per
+    /// call: after a long outage thousands are pending, and every read sending all of them
+    /// at once stalled Redis and every instance when it came back.
     async fn usable(&self) -> bool {
-        let pending: Vec<Subject> = self.lock_pending().iter().copied().collect();
-        pending.is_empty() || self.invalidate(&pending).await
+        if self.lock_pending().subjects.is_empty() {
+            return true;
+        }
+        let Ok(_flushing) = self.flushing.try_lock() else {
+            return false;
+        };
+        self.send(&[], true).await && self.lock_pending().subjects.is_empty()
     }
 
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashSet<Subject>> {
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -230,8 +290,26 @@ impl Remote {
     /// Gives each subject a new generation token and tells the other instances. Returns
     /// whether Redis took it; if not, the subjects wait in `pending`.
     pub async fn invalidate(&self, subjects: &[Subject]) -> bool {
+        let flushing = self.flushing.try_lock();
+        self.send(subjects, flushing.is_ok()).await
+    }
+
+    /// Sends `subjects`, with a chunk of the pending ones when `with_pending`.
+    async fn send(&self, subjects: &[Subject], with_pending: bool) -> bool {
+        if self.breaker.skips() {
+            // Not even built: with Redis away for long, the pending set holds thousands
+            // of subjects.
+            self.lock_pending().add(subjects.iter().copied());
+            return false;
+        }
         let mut all: HashSet<Subject> = subjects.iter().copied().collect();
-        all.extend(self.lock_pending().iter().copied());
+        let taken = {
+            let pending = self.lock_pending();
+            if with_pending {
+                all.extend(pending.subjects.keys().take(FLUSH_CHUNK).copied());
+            }
+            pending.taken(&all)
+        };
         let mut pipe = redis::pipe();
         // Tokens outlive every entry stored under the token before them (see module docs).
         let token_ttl = millis(self.config.redis_ttl * 2);
@@ -254,10 +332,10 @@ impl Remote {
             .is_some();
         let mut pending = self.lock_pending();
         if sent {
-            pending.retain(|s| !all.contains(s));
+            pending.sent(&taken);
             self.metrics.invalidations_sent.inc();
         } else {
-            pending.extend(all);
+            pending.add(all);
         }
         sent
     }
@@ -288,7 +366,10 @@ pub(crate) fn now_micros() -> u64 {
 }
 
 /// `sender sent_at c1 r2 …` as text: easy to watch with `redis-cli SUBSCRIBE`.
-fn encode_message(sender: u64, subjects: &HashSet<Subject>) -> String {
+pub(crate) fn encode_message<'a>(
+    sender: u64,
+    subjects: impl IntoIterator<Item = &'a Subject>,
+) -> String {
     let mut text = format!("{sender} {}", now_micros());
     for subject in subjects {
         let (tag, id) = match subject {
@@ -325,6 +406,20 @@ pub(crate) fn decode_message(text: &str) -> Option<Message> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_send_forgets_only_what_was_not_added_again_meanwhile() {
+        let (a, b) = (Subject::Course(1), Subject::Reviewer(2));
+        let mut pending = Pending::default();
+        pending.add([a, b]);
+        let taken = pending.taken(&HashSet::from([a, b]));
+        // While the send is out, an invalidation of `b` fails: it is for a write that may
+        // have committed after the send's token, so it must stay pending.
+        pending.add([b]);
+        pending.sent(&taken);
+        assert!(!pending.subjects.contains_key(&a));
+        assert!(pending.subjects.contains_key(&b));
+    }
 
     #[test]
     fn messages_round_trip() {

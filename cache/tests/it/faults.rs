@@ -7,6 +7,8 @@ use courser_cache::Subject;
 
 use crate::helpers::{Instance, Store, config, prefix, read};
 
+const LOCAL_PAGE_HITS: &str = r#"cache_hits_total{tier="local",kind="page"}"#;
+
 /// A Redis server of the test's own, on a port of its own.
 struct Redis {
     port: u16,
@@ -60,6 +62,17 @@ impl Redis {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the server: a paused Redis keeps its connections
+    /// open and says nothing, as a partition without RST does.
+    fn signal(&self, signal: &str) {
+        let pid = self.process.as_ref().unwrap().id().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.process.take() {
             child.kill().unwrap();
@@ -106,12 +119,16 @@ async fn with_redis_killed_reads_and_writes_go_on_and_the_cache_comes_back_with_
         start.elapsed() < Duration::from_secs(1),
         "a dead Redis must cost next to nothing"
     );
-    assert!(a.metric("cache_redis_errors_total") >= 1.0);
-    assert_eq!(a.metric("cache_breaker_state"), 2.0, "open");
+    assert_eq!(
+        a.metric("cache_breaker_state"),
+        2.0,
+        "open: the bus lost Redis"
+    );
 
     redis.restart();
     until("the bus resubscribes", || a.cache.local_tier_serving()).await;
-    // The next misses probe Redis; once one gets through, the breaker closes.
+    // The bus releases the breaker, or failing that the next misses probe Redis until
+    // one gets through.
     let start = Instant::now();
     let mut course = 10;
     while a.metric("cache_breaker_state") != 0.0 {
@@ -170,4 +187,57 @@ async fn an_instance_whose_subscription_is_cut_serves_nothing_stale() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     until("a resubscribes", || a.cache.local_tier_serving()).await;
+}
+
+#[tokio::test]
+async fn a_silently_paused_redis_stops_local_hits_within_the_heartbeat_deadline() {
+    let redis = Redis::start();
+    let config = config(&redis.url(), &prefix());
+    let a = Instance::new(&config).ready().await;
+    let store = Store::with_page(1, "v1");
+    read(&a.cache, 1, &store).await;
+    read(&a.cache, 1, &store).await;
+    assert_eq!(a.metric(LOCAL_PAGE_HITS), 1.0);
+
+    // No RST, no EOF: only the heartbeat can tell. The source changes without an
+    // invalidation, as if one published now were lost: past the deadline, reads must
+    // not come from the local tier (they come from the source, Redis timing out).
+    redis.signal("STOP");
+    let paused = Instant::now();
+    store.set_page(1, "v2");
+    until("the local tier stops serving", || {
+        !a.cache.local_tier_serving()
+    })
+    .await;
+    let stopped_after = paused.elapsed();
+    eprintln!("local hits stopped {stopped_after:?} into the pause");
+    assert!(
+        stopped_after < Duration::from_millis(100),
+        "the local tier served {stopped_after:?} into the pause"
+    );
+    let hits = a.metric(LOCAL_PAGE_HITS);
+    assert_eq!(
+        read(&a.cache, 1, &store).await.as_deref(),
+        Some(r#"["v2"]"#),
+        "read past the local tier, from the source"
+    );
+    assert_eq!(a.metric(LOCAL_PAGE_HITS), hits);
+    until("the bus gives up on the silent connection", || {
+        a.metric("cache_heartbeat_misses_total") >= 1.0 && a.metric("cache_bus_connected") == 0.0
+    })
+    .await;
+    assert_eq!(a.metric("cache_local_serving"), 0.0);
+
+    redis.signal("CONT");
+    until("a resubscribes", || a.cache.local_tier_serving()).await;
+    assert_eq!(a.metric("cache_local_serving"), 1.0);
+    let start = Instant::now();
+    while a.metric(LOCAL_PAGE_HITS) == hits {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no local hit after CONT"
+        );
+        read(&a.cache, 1, &store).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -37,7 +37,7 @@ pub struct Instance {
 impl Instance {
     pub fn new(config: &CacheConfig) -> Self {
         let mut registry = Registry::default();
-        let cache = Cache::new(config, &mut registry).unwrap();
+        let cache = Cache::new(config, None, &mut registry).unwrap();
         Self { cache, registry }
     }
 

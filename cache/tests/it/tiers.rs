@@ -128,6 +128,40 @@ async fn a_slow_reader_that_loaded_before_a_write_never_leaves_a_stale_entry() {
     );
 }
 
+/// The writer's own reads while its invalidation is on the way to Redis: a fill there
+/// reads the old token and the old page from Redis, and must not pass for fresh once the
+/// write has answered. Invalidating many subjects at once widens that window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_on_the_writer_while_its_invalidation_is_out_leaves_nothing_stale() {
+    let config = courser_cache::CacheConfig {
+        // The long send must succeed, not fall back to keeping it pending.
+        redis_timeout: Duration::from_secs(5),
+        ..config(&redis_url(), &prefix())
+    };
+    let a = Arc::new(Instance::new(&config).ready().await);
+    let store = Arc::new(Store::with_page(1, "v1"));
+    read(&a.cache, 1, &store).await;
+
+    store.set_page(1, "v2");
+    let subjects: Vec<Subject> = (1..=20_000).map(Subject::Course).collect();
+    let writing = {
+        let a = a.clone();
+        tokio::spawn(async move { a.cache.invalidate(&subjects).await })
+    };
+    let mut reads_meanwhile = 0;
+    while !writing.is_finished() {
+        read(&a.cache, 1, &store).await;
+        reads_meanwhile += 1;
+    }
+    writing.await.unwrap();
+    assert!(reads_meanwhile > 1, "no read overlapped the invalidation");
+    assert_eq!(
+        read(&a.cache, 1, &store).await.as_deref(),
+        Some(r#"["v2"]"#),
+        "after {reads_meanwhile} reads during the invalidation"
+    );
+}
+
 #[tokio::test]
 async fn concurrent_misses_on_one_key_load_it_once() {
     let (a, _) = two_instances().await;
