@@ -20,6 +20,10 @@ pub struct Config {
     /// Most connections this instance opens to Postgres (`COURSER_POOL_SIZE`). Four
     /// instances share the server's `max_connections` (100 by default).
     pub pool_size: u32,
+    /// Connections kept open even when idle, at most `pool_size` (`COURSER_POOL_MIN_IDLE`),
+    /// so that a sudden turn of reads to the database (a Redis outage, a cold cache) does
+    /// not first wait for dozens of new Postgres backends to start.
+    pub pool_min_idle: u32,
     /// How long a request waits for a free database connection before it answers 503
     /// (`COURSER_POOL_TIMEOUT_MS`); short, so that an overloaded database sheds load
     /// instead of piling up waiting requests.
@@ -34,6 +38,10 @@ pub struct Config {
     pub body_limit_bytes: usize,
     /// Longest a request may take before it answers 503 (`COURSER_REQUEST_TIMEOUT_MS`).
     pub request_timeout_ms: u64,
+    /// Longest an instance told to stop goes on serving while balancers let it go: it
+    /// answers `/readyz` with 503 and stops once no request has come for half a second
+    /// (`COURSER_SHUTDOWN_DRAIN_MS`; 0 stops at once). See `drain`.
+    pub shutdown_drain_ms: u64,
     /// Apply pending migrations at start-up (`COURSER_MIGRATE_ON_START`).
     pub migrate_on_start: bool,
     /// Log lines as JSON instead of text (`COURSER_LOG_JSON`).
@@ -60,11 +68,13 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
             database_url: "postgres://postgres@127.0.0.1:15432/courser".into(),
             pool_size: 16,
+            pool_min_idle: 4,
             pool_timeout_ms: 2_000,
             statement_timeout_ms: 5_000,
             api_keys: Vec::new(),
             body_limit_bytes: 1024 * 1024,
             request_timeout_ms: 10_000,
+            shutdown_drain_ms: 5_000,
             migrate_on_start: true,
             log_json: false,
             redis_url: "redis://127.0.0.1:16379".into(),
@@ -94,11 +104,13 @@ const ENV_KEYS: &[&str] = &[
     "listen",
     "database_url",
     "pool_size",
+    "pool_min_idle",
     "pool_timeout_ms",
     "statement_timeout_ms",
     "api_keys",
     "body_limit_bytes",
     "request_timeout_ms",
+    "shutdown_drain_ms",
     "migrate_on_start",
     "log_json",
     "redis_url",

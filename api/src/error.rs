@@ -32,6 +32,9 @@ pub enum ApiError {
     Unavailable(#[source] BoxError),
     #[error("internal error")]
     Internal(#[source] BoxError),
+    /// The instance is draining before it stops (see `drain`).
+    #[error("this instance is shutting down")]
+    ShuttingDown,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -55,6 +58,7 @@ impl From<std::sync::Arc<ApiError>> for ApiError {
                 Self::Timeout(d) => Self::Timeout(*d),
                 Self::Unavailable(e) => Self::Unavailable(source(e)),
                 Self::Internal(e) => Self::Internal(source(e)),
+                Self::ShuttingDown => Self::ShuttingDown,
             }
         })
     }
@@ -93,6 +97,7 @@ impl ApiError {
             Self::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting-down"),
         }
     }
 }
@@ -121,7 +126,7 @@ impl IntoResponse for ApiError {
             Self::Unauthorized(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::Unavailable(_) | Self::Timeout(_) => {
+            Self::Unavailable(_) | Self::Timeout(_) | Self::ShuttingDown => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

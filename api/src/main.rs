@@ -7,6 +7,9 @@ use clap::{Parser, Subcommand};
 use courser_api::{Application, Config, MIGRATOR, startup};
 use tracing_subscriber::EnvFilter;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(version, about = "The Courser reviews API")]
 struct Cli {

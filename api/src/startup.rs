@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use sqlx::PgPool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use courser_cache::Cache;
 use sqlx::migrate::Migrator;
@@ -16,6 +17,7 @@ use tokio::net::TcpListener;
 use crate::auth::ApiKeys;
 use crate::config::Config;
 use crate::db::Db;
+use crate::drain::Drain;
 use crate::metrics::Metrics;
 use crate::routes;
 use crate::state::AppState;
@@ -43,6 +45,8 @@ pub enum StartupError {
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    drain: Drain,
+    longest_drain: Duration,
 }
 
 impl Application {
@@ -67,30 +71,43 @@ impl Application {
         if config.migrate_on_start {
             MIGRATOR.run(&db).await?;
         }
+        let drain = Drain::default();
         let mut metrics = Metrics::new();
-        let cache = Cache::new(&config.cache(), metrics.registry_mut())?;
+        let cache = Cache::new(&config.cache(), Some(db.clone()), metrics.registry_mut())?;
         let state = AppState {
             db: Db::new(db, metrics.db()),
             keys: ApiKeys::new(&config.api_keys),
             metrics: Arc::new(metrics),
             cache,
+            drain: drain.clone(),
             request_timeout: config.request_timeout(),
         };
         let (router, _openapi) = routes::app(state, config.body_limit_bytes);
-        Ok(Self { listener, router })
+        Ok(Self {
+            listener,
+            router,
+            drain,
+            longest_drain: Duration::from_millis(config.shutdown_drain_ms),
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    /// Serves until `shutdown` resolves, drains (see `drain`), then finishes the
+    /// requests in flight.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let (drain, longest) = (self.drain, self.longest_drain);
+        let stop = async move {
+            shutdown.await;
+            drain.drain(longest).await;
+        };
         axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(stop)
             .await
     }
 }
@@ -105,6 +122,7 @@ pub async fn connect(config: &Config) -> Result<PgPool, StartupError> {
         .options([("statement_timeout", statement_timeout.as_str())]);
     PgPoolOptions::new()
         .max_connections(config.pool_size)
+        .min_connections(config.pool_min_idle.min(config.pool_size))
         .acquire_timeout(config.pool_timeout())
         .connect_with(options)
         .await

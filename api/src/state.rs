@@ -9,6 +9,7 @@ use courser_cache::Cache;
 
 use crate::auth::ApiKeys;
 use crate::db::Db;
+use crate::drain::Drain;
 use crate::metrics::Metrics;
 
 #[derive(Debug, Clone, FromRef)]
@@ -17,6 +18,7 @@ pub struct AppState {
     pub keys: ApiKeys,
     pub metrics: Arc<Metrics>,
     pub cache: Cache,
+    pub drain: Drain,
     /// Longest a request may run before it answers 503.
     pub request_timeout: Duration,
 }

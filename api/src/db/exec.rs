@@ -13,6 +13,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgQueryResult;
 use sqlx::{Acquire, PgConnection, PgPool, Postgres, Transaction};
 
+use crate::db::reachability::{self, Reachability, State};
 use crate::db::{DbMetrics, QueryName};
 
 /// The database as handlers reach it: the pool, and the metrics every acquire and
@@ -21,11 +22,25 @@ use crate::db::{DbMetrics, QueryName};
 pub struct Db {
     pool: PgPool,
     metrics: Arc<DbMetrics>,
+    reach: Arc<Reachability>,
 }
 
 impl Db {
     pub fn new(pool: PgPool, metrics: Arc<DbMetrics>) -> Self {
-        Self { pool, metrics }
+        let options = pool.connect_options();
+        // Over a Unix socket there is no TCP port to check.
+        let reach = Arc::new(Reachability::new(
+            options.get_host(),
+            options.get_port(),
+            options.get_socket().is_none(),
+            options.get_username(),
+            options.get_database().unwrap_or(options.get_username()),
+        ));
+        Self {
+            pool,
+            metrics,
+            reach,
+        }
     }
 
     /// The pool itself, for its gauges.
@@ -35,8 +50,36 @@ impl Db {
 
     /// A connection for several statements in a row, with the time waited for it recorded.
     pub async fn acquire(&self) -> sqlx::Result<Conn> {
+        match self.reach.state() {
+            State::Up => {}
+            State::Down => return Err(Reachability::error()),
+            // This request tries again; a refused TCP connect says no in a fraction of a
+            // millisecond, where the pool would wait.
+            State::Retry => {
+                if !self.reach.check().await {
+                    return Err(Reachability::error());
+                }
+            }
+        }
         let wait = self.metrics.start_acquire();
-        let acquired = self.pool.acquire().await;
+        let acquire = self.pool.acquire();
+        tokio::pin!(acquire);
+        let acquired = loop {
+            tokio::select! {
+                acquired = &mut acquire => break acquired,
+                () = tokio::time::sleep(reachability::CHECK_AFTER) => {
+                    // Slow: a refused connect that the pool keeps retrying, or just a busy
+                    // pool? Asked again each time, since the server may go down while we
+                    // wait (a check that passed as a shutdown began, say).
+                    if self.reach.is_down() || !self.reach.check().await {
+                        break Err(Reachability::error());
+                    }
+                }
+            }
+        };
+        if acquired.is_ok() {
+            self.reach.up();
+        }
         wait.finish(matches!(acquired, Err(sqlx::Error::PoolTimedOut)));
         Ok(Conn {
             conn: acquired?,

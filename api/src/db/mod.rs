@@ -7,6 +7,7 @@
 mod exec;
 mod metrics;
 pub mod ratings;
+mod reachability;
 pub mod reviewers;
 pub mod reviews;
 

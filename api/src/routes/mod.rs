@@ -16,11 +16,11 @@ use axum::response::Response;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::auth;
 use crate::error::ApiError;
 use crate::metrics;
 use crate::openapi::{self, ApiDoc};
 use crate::state::AppState;
+use crate::{auth, drain};
 
 /// The whole application, and the OpenAPI document generated from the same routes.
 pub fn app(state: AppState, body_limit: usize) -> (Router, utoipa::openapi::OpenApi) {
@@ -46,6 +46,7 @@ pub fn app(state: AppState, body_limit: usize) -> (Router, utoipa::openapi::Open
             state.clone(),
             metrics::track,
         ))
+        .layer(middleware::from_fn_with_state(state.clone(), drain::track))
         .with_state(state);
     (router, openapi)
 }

@@ -30,8 +30,12 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The database answers within a second; 503 otherwise, so balancers send traffic elsewhere.
+/// The database answers within a second and the instance is not shutting down; 503
+/// otherwise, so balancers send traffic elsewhere.
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    if state.drain.is_draining() {
+        return Err(ApiError::ShuttingDown);
+    }
     let ping = state.db.ping();
     match tokio::time::timeout(Duration::from_secs(1), ping).await {
         Ok(Ok(_)) => Ok(Json(json!({"status": "ready"}))),

@@ -11,6 +11,7 @@ mod helpers;
 
 mod auth;
 mod cache;
+mod cache_partition;
 mod concurrency;
 mod course_page;
 mod e2e;

@@ -1,9 +1,12 @@
 //! Operations endpoints: health, readiness, metrics and the OpenAPI document.
 
+use std::time::{Duration, Instant};
+
+use courser_api::{Application, Config};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_problem, ok_json, spawn_app};
+use crate::helpers::{TestDb, assert_problem, ok_json, spawn_app, test_config};
 
 #[tokio::test]
 async fn health_and_readiness_answer_200_while_the_database_is_up() {
@@ -32,6 +35,58 @@ async fn readiness_answers_503_when_the_database_is_gone_while_health_stays_200(
     let response = app.get("/rating/1").await;
     assert_eq!(response.headers()["retry-after"], "1");
     assert_problem(response, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+}
+
+#[tokio::test]
+async fn a_stopping_instance_leaves_the_balancer_then_stops_once_requests_cease() {
+    let test_db = TestDb::create().await;
+    let config = Config {
+        shutdown_drain_ms: 30_000,
+        ..test_config(&test_db.url)
+    };
+    let app = Application::build(&config).await.unwrap();
+    let addr = app.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    let get = |path: &str| client.get(format!("http://{addr}{path}")).send();
+
+    let before = get("/healthz").await.unwrap();
+    assert!(before.headers().get("connection").is_none(), "kept alive");
+    stop.send(()).unwrap();
+    let start = Instant::now();
+    while get("/readyz").await.unwrap().status() != StatusCode::SERVICE_UNAVAILABLE {
+        assert!(start.elapsed() < Duration::from_secs(2), "still ready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_problem(
+        get("/readyz").await.unwrap(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "shutting down",
+    )
+    .await;
+
+    // Still serving while the balancer lets it go, each connection closed after use.
+    for _ in 0..5 {
+        let during = get("/healthz").await.unwrap();
+        assert_eq!(during.status(), StatusCode::OK);
+        assert_eq!(during.headers()["connection"], "close");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!server.is_finished(), "stopped while requests still came");
+    let last_request = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("stops once requests cease, long before its 30 s limit")
+        .unwrap()
+        .unwrap();
+    assert!(
+        last_request.elapsed() >= Duration::from_millis(400),
+        "stopped {:?} after the last request, before it was quiet",
+        last_request.elapsed()
+    );
 }
 
 #[tokio::test]

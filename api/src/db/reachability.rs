@@ -1,0 +1,281 @@
+//! Failing fast while Postgres is down. sqlx's pool retries a refused connect until the
+//! pool timeout (2 s), so without this every request that needs the database would wait
+//! that long and pile up while Postgres is stopped. Instead, an acquire that is slow
+//! checks whether the server takes sessions at all: a TCP connect, then a startup
+//! packet, which a server that is shutting down or starting up refuses at once (SQLSTATE
+//! 57P03, which sqlx's pool would also retry for 2 s). If not, the database is marked
+//! unreachable and requests answer 503 at once, except one every [`RETRY_EVERY`] that
+//! tries again and so notices its return.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+/// How long an acquire may take before the server is checked.
+pub const CHECK_AFTER: Duration = Duration::from_millis(100);
+/// How long the TCP connect may take: a server that does not accept in that time is down.
+const CHECK_TIMEOUT: Duration = Duration::from_millis(250);
+/// SQLSTATE `cannot_connect_now`: the server is shutting down, starting up or in
+/// recovery and takes no session.
+const CANNOT_CONNECT_NOW: &[u8] = b"57P03";
+/// While down, one request this often goes through to try the database again.
+const RETRY_EVERY: Duration = Duration::from_millis(250);
+
+/// What a request that needs the database should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Use the pool.
+    Up,
+    /// Answer 503 without trying.
+    Down,
+    /// Down, and it is this request's turn to try again.
+    Retry,
+}
+
+/// Whether the database is known to be unreachable.
+#[derive(Debug)]
+pub struct Reachability {
+    host: String,
+    port: u16,
+    /// The startup packet the check sends.
+    startup: Vec<u8>,
+    /// False when there is nothing to check (a Unix socket): never marked down.
+    tcp: bool,
+    origin: Instant,
+    /// Milliseconds since `origin` of the last failed check or try, plus one; 0 when up.
+    down_at: AtomicU64,
+    /// Milliseconds since `origin` of the last check that found the server up, plus one;
+    /// 0 before any. Requests waiting at once share it for [`CHECK_AFTER`].
+    up_at: AtomicU64,
+}
+
+impl Reachability {
+    /// `user` and `database` go into the check's startup packet.
+    pub fn new(host: &str, port: u16, tcp: bool, user: &str, database: &str) -> Self {
+        Self {
+            host: host.to_owned(),
+            port,
+            startup: startup_packet(user, database),
+            tcp,
+            origin: Instant::now(),
+            down_at: AtomicU64::new(0),
+            up_at: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX) + 1
+    }
+
+    /// What this request should do. While the database is down, one request every
+    /// [`RETRY_EVERY`] gets [`State::Retry`]; the others fail fast.
+    pub fn state(&self) -> State {
+        let down_at = self.down_at.load(Ordering::Acquire);
+        if down_at == 0 {
+            return State::Up;
+        }
+        let now = self.now();
+        let retry_ms = u64::try_from(RETRY_EVERY.as_millis()).unwrap_or(u64::MAX);
+        if now.saturating_sub(down_at) < retry_ms {
+            return State::Down;
+        }
+        // One caller wins the retry; the others keep failing fast.
+        match self
+            .down_at
+            .compare_exchange(down_at, now, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => State::Retry,
+            Err(_) => State::Down,
+        }
+    }
+
+    /// Whether the database is marked down.
+    pub fn is_down(&self) -> bool {
+        self.down_at.load(Ordering::Acquire) != 0
+    }
+
+    /// An acquire succeeded.
+    pub fn up(&self) {
+        self.down_at.store(0, Ordering::Release);
+    }
+
+    fn down(&self) {
+        self.down_at.store(self.now(), Ordering::Release);
+    }
+
+    /// Whether the server takes a session now; marks it down if not. Only a refused or
+    /// timed-out connect, or an answer of 57P03, is a no: a slow answer or any other
+    /// error (authentication, TLS required) is left to the pool.
+    pub async fn check(&self) -> bool {
+        if !self.tcp {
+            return true;
+        }
+        let up_at = self.up_at.load(Ordering::Acquire);
+        let fresh = u64::try_from(CHECK_AFTER.as_millis()).unwrap_or(u64::MAX);
+        if up_at != 0 && self.now().saturating_sub(up_at) < fresh {
+            return true;
+        }
+        let connect = TcpStream::connect((self.host.as_str(), self.port));
+        let reachable = match tokio::time::timeout(CHECK_TIMEOUT, connect).await {
+            Ok(Ok(stream)) => {
+                let answer = tokio::time::timeout(CHECK_TIMEOUT, self.refusal(stream)).await;
+                !matches!(answer, Ok(Ok(true)))
+            }
+            _ => false,
+        };
+        if reachable {
+            self.up_at.store(self.now(), Ordering::Release);
+        } else {
+            self.down();
+        }
+        reachable
+    }
+
+    /// Sends the startup packet; true if the server answers with an ErrorResponse of
+    /// SQLSTATE 57P03. The connection is dropped either way, before authenticating.
+    async fn refusal(&self, mut stream: TcpStream) -> std::io::Result<bool> {
+        stream.write_all(&self.startup).await?;
+        let mut head = [0u8; 5];
+        stream.read_exact(&mut head).await?;
+        if head[0] != b'E' {
+            return Ok(false);
+        }
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut fields = vec![0u8; len.saturating_sub(4).min(4096)];
+        stream.read_exact(&mut fields).await?;
+        // Fields: a type byte and a NUL-terminated value each; 'C' is the SQLSTATE.
+        Ok(fields
+            .split(|&b| b == 0)
+            .any(|field| field.strip_prefix(b"C") == Some(CANNOT_CONNECT_NOW)))
+    }
+
+    /// The error a request gets while the database is down (a 503).
+    pub fn error() -> sqlx::Error {
+        sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "the database is unreachable",
+        ))
+    }
+}
+
+/// A protocol 3.0 StartupMessage for `user` and `database`.
+fn startup_packet(user: &str, database: &str) -> Vec<u8> {
+    let mut body = 196_608u32.to_be_bytes().to_vec();
+    for (key, value) in [("user", user), ("database", database)] {
+        for text in [key, value] {
+            body.extend_from_slice(text.as_bytes());
+            body.push(0);
+        }
+    }
+    body.push(0);
+    let len = u32::try_from(body.len() + 4).unwrap_or(u32::MAX);
+    let mut packet = len.to_be_bytes().to_vec();
+    packet.extend(body);
+    packet
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Reachability, State};
+
+    #[test]
+    fn while_down_one_caller_retries_and_the_others_fail_fast() {
+        let reach = Reachability::new("127.0.0.1", 1, true, "u", "d");
+        assert_eq!(reach.state(), State::Up);
+        reach.down();
+        assert_eq!(reach.state(), State::Down, "just marked down: fail fast");
+        std::thread::sleep(super::RETRY_EVERY);
+        assert_eq!(reach.state(), State::Retry, "one caller tries again");
+        assert_eq!(reach.state(), State::Down, "and the next fails fast");
+        reach.up();
+        assert_eq!(reach.state(), State::Up);
+    }
+
+    /// A server that answers the startup packet with `answer` and then hangs up.
+    async fn answering(answer: Vec<u8>) -> u16 {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut startup = [0u8; 8];
+            socket.read_exact(&mut startup).await.unwrap();
+            socket.write_all(&answer).await.unwrap();
+        });
+        port
+    }
+
+    /// An ErrorResponse as Postgres sends it, with these fields.
+    fn error_response(fields: &[(u8, &str)]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (kind, value) in fields {
+            body.push(*kind);
+            body.extend_from_slice(value.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut frame = vec![b'E'];
+        frame.extend_from_slice(&u32::try_from(body.len() + 4).unwrap().to_be_bytes());
+        frame.extend(body);
+        frame
+    }
+
+    #[tokio::test]
+    async fn a_server_shutting_down_is_unreachable_and_other_refusals_are_left_to_the_pool() {
+        let shutting_down = error_response(&[
+            (b'S', "FATAL"),
+            (b'C', "57P03"),
+            (b'M', "the database system is shutting down"),
+        ]);
+        let reach = Reachability::new("127.0.0.1", answering(shutting_down).await, true, "u", "d");
+        assert!(!reach.check().await, "57P03 takes no session");
+        assert_eq!(reach.state(), State::Down);
+
+        let no_hba = error_response(&[
+            (b'S', "FATAL"),
+            (b'C', "28000"),
+            (b'M', "no pg_hba.conf entry"),
+        ]);
+        let reach = Reachability::new("127.0.0.1", answering(no_hba).await, true, "u", "d");
+        assert!(
+            reach.check().await,
+            "a configuration error is the pool's to report"
+        );
+
+        // AuthenticationOk.
+        let auth_ok = vec![b'R', 0, 0, 0, 8, 0, 0, 0, 0];
+        let reach = Reachability::new("127.0.0.1", answering(auth_ok).await, true, "u", "d");
+        assert!(reach.check().await);
+        assert_eq!(reach.state(), State::Up);
+    }
+
+    #[test]
+    fn the_startup_packet_is_a_protocol_3_startup_message() {
+        let packet = super::startup_packet("courser", "reviews");
+        assert_eq!(
+            &packet[..4],
+            &u32::try_from(packet.len()).unwrap().to_be_bytes()
+        );
+        assert_eq!(&packet[4..8], &[0, 3, 0, 0]);
+        assert_eq!(&packet[8..], b"user\0courser\0database\0reviews\0\0");
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_unreachable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let reach = Reachability::new("127.0.0.1", port, true, "u", "d");
+        assert!(reach.check().await);
+        drop(listener);
+        assert!(
+            reach.check().await,
+            "a check that passed is shared for CHECK_AFTER"
+        );
+        tokio::time::sleep(super::CHECK_AFTER).await;
+        assert!(!reach.check().await);
+        assert_eq!(reach.state(), State::Down);
+        assert!(reach.is_down());
+    }
+}
