@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # P1 of BENCHMARKS.md, proxy only: four trivial backends answering a fixed 1 KiB JSON
 # body, then the same `wrk -t1 -c64 -d${DURATION}s` through nginx (2 workers, upstream
-# keepalive 256) and through courser-proxy (threads 2), printing requests/s, p99 and the
-# balancer's peak RSS side by side.
+# keepalive 256), HAProxy (2 threads, http-reuse always) and courser-proxy (threads 2),
+# printing requests/s, p99, CPU per request and each balancer's peak RSS side by side.
 #
-# Needs: nginx and wrk (apt-get install -y nginx wrk), a release build of courser-proxy
-# (cargo build --release -p courser-proxy; CARGO_TARGET_DIR is honoured).
+# Needs: nginx, haproxy and wrk (installed with apt-get when missing), a release build of
+# courser-proxy (cargo build --release -p courser-proxy; CARGO_TARGET_DIR is honoured).
 # Usage: proxy/bench/p1.sh            (DURATION=10 CONNECTIONS=64 ACCESS_LOG=false RUNS=3)
 #   PROXY_BINS="/path/a /path/b" compares several builds of the proxy in one session.
 #   PIN="taskset -c 0,1" (any command prefix) is applied to nginx and every proxy alike.
-# Each run measures nginx, then each proxy, in turn (alternating on a noisy machine);
+# Each run measures nginx, HAProxy, then each proxy, in turn (alternating on a noisy machine);
 # the table holds the medians over RUNS runs, plus every run's figures above it.
 set -euo pipefail
 
@@ -22,15 +22,26 @@ pin="${PIN:-}"
 duration="${DURATION:-10}"
 connections="${CONNECTIONS:-64}"
 access_log="${ACCESS_LOG:-false}"
+# Access lines are info-level events of target `access`: let them through when asked for.
+rust_log=warn
+[[ "$access_log" == true ]] && rust_log="warn,access=info"
 work="$(mktemp -d /tmp/courser-p1.XXXXXX)"
 backend_ports=(18081 18082 18083 18084)
 nginx_port=18090
+haproxy_port=18089
 proxy_port=18091
 metrics_port=18092
 
-for tool in nginx wrk; do
-  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y nginx wrk" >&2; exit 1; }
+missing=()
+for tool in nginx haproxy wrk; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
 done
+if (( ${#missing[@]} )); then
+  sudo=""; [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y --no-install-recommends "${missing[@]}" >&2 \
+    || { $sudo apt-get update >&2 && $sudo apt-get install -y --no-install-recommends "${missing[@]}" >&2; }
+fi
 for bin in "${proxy_bins[@]}"; do
   [[ -x "$bin" ]] || { echo "missing $bin: cargo build --release -p courser-proxy" >&2; exit 1; }
 done
@@ -38,7 +49,7 @@ done
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for conf in backends lb; do
+  for conf in backends lb haproxy; do
     [[ -f "$work/$conf.pid" ]] && kill "$(cat "$work/$conf.pid")" 2>/dev/null || true
   done
   sleep 0.3
@@ -95,8 +106,39 @@ http {
 CONF
 
 
+# HAProxy as the same kind of balancer: 2 threads, round robin, idle backend connections
+# kept and shared between client connections (http-reuse always; nginx's keepalive pool).
+haproxy_servers=""
+for port in "${backend_ports[@]}"; do
+  haproxy_servers+="  server b$port 127.0.0.1:$port
+"
+done
+cat > "$work/haproxy.cfg" <<CONF
+global
+  nbthread 2
+  maxconn 8192
+  pidfile $work/haproxy.pid
+  daemon
+defaults
+  mode http
+  option http-keep-alive
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  timeout http-keep-alive 60s
+frontend public
+  bind 127.0.0.1:$haproxy_port
+  default_backend api
+backend api
+  balance roundrobin
+  http-reuse always
+$haproxy_servers
+CONF
+
 nginx -c "$work/backends.conf" -p "$work"
 $pin nginx -c "$work/lb.conf" -p "$work"
+haproxy -c -q -f "$work/haproxy.cfg"
+$pin haproxy -f "$work/haproxy.cfg"
 
 proxy_pids=()
 for i in "${!proxy_bins[@]}"; do
@@ -109,7 +151,7 @@ backends = [${proxy_backends%,}]
 access_log = $access_log
 upgrade_sock = "$work/upgrade$i.sock"
 CONF
-  RUST_LOG=warn $pin "${proxy_bins[$i]}" --config "$work/proxy$i.toml" > "$work/proxy$i.log" 2>&1 &
+  RUST_LOG="$rust_log" $pin "${proxy_bins[$i]}" --config "$work/proxy$i.toml" > "$work/proxy$i.log" 2>&1 &
   pids+=($!)
   proxy_pids+=($!)
 done
@@ -118,6 +160,8 @@ sleep 1
 proc_pids() { # name -> pids of that balancer's processes
   if [[ "$1" == nginx ]]; then
     echo "$(cat "$work/lb.pid") $(pgrep -P "$(cat "$work/lb.pid")" | tr '\n' ' ')"
+  elif [[ "$1" == haproxy ]]; then
+    cat "$work/haproxy.pid"
   else
     echo "${proxy_pids[$1]}"
   fi
@@ -159,13 +203,14 @@ run() { # name port -> "rps p50_ms p99_ms cpu_ms_per_1k errors"
 }
 
 curl -fsS "http://127.0.0.1:$nginx_port/" | wc -c | grep -q 1024 || { echo "nginx lb not answering 1 KiB" >&2; exit 1; }
+curl -fsS "http://127.0.0.1:$haproxy_port/" | wc -c | grep -q 1024 || { echo "haproxy not answering 1 KiB" >&2; exit 1; }
 for i in "${!proxy_bins[@]}"; do
   curl -fsS "http://127.0.0.1:$((proxy_port + 10 * i))/" | wc -c | grep -q 1024 || { echo "${proxy_bins[$i]} not answering 1 KiB" >&2; exit 1; }
 done
 
-names=(nginx)
-labels=("nginx (2 w)")
-ports=($nginx_port)
+names=(nginx haproxy)
+labels=("nginx (2 w)" "haproxy (2 t)")
+ports=($nginx_port $haproxy_port)
 for i in "${!proxy_bins[@]}"; do
   names+=("$i")
   label="courser-proxy"
@@ -174,7 +219,7 @@ for i in "${!proxy_bins[@]}"; do
   ports+=($((proxy_port + 10 * i)))
 done
 
-echo "P1 $(date -u +%FT%TZ) $(nproc) cores; wrk -t1 -c$connections -d${duration}s; 4 nginx backends, 1 KiB JSON; ${pin:+pinned: $pin; }$runs runs"
+echo "P1 $(date -u +%FT%TZ) $(nproc) cores; wrk -t1 -c$connections -d${duration}s; 4 nginx backends, 1 KiB JSON; proxy access log $access_log; ${pin:+pinned: $pin; }$runs runs"
 printf '%-4s %-22s %11s %9s %9s %9s  %s\n' run balancer "requests/s" "p50 ms" "p99 ms" "cpu ms/1k" errors
 for r in $(seq 1 "$runs"); do
   for j in "${!names[@]}"; do

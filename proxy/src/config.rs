@@ -141,7 +141,7 @@ pub struct Config {
 
     /// Consecutive failed connects that eject a backend (passive health).
     pub eject_consecutive_connect_failures: u32,
-    /// Consecutive 5xx answers (or resets/timeouts) that eject a backend.
+    /// Consecutive 5xx answers other than 503 (or resets/timeouts) that eject a backend.
     pub eject_consecutive_5xx: u32,
     /// How long an ejected backend is left out before it is tried again.
     pub eject_cooldown_ms: u64,

@@ -35,7 +35,7 @@ use pingora::services::listening::Service;
 use crate::admin::Admin;
 use crate::backends::{ConfigDiscovery, OutlierPolicy, Registry};
 pub use crate::config::{Config, ConfigError, Settings};
-use crate::drain::Drain;
+use crate::drain::{Drain, Draining};
 use crate::metrics::Metrics;
 use crate::proxy::{CourserProxy, RequestPolicy};
 use crate::rate_limit::RateLimiter;
@@ -148,7 +148,9 @@ pub fn build(settings: Settings, upgrade: bool) -> Result<Server, BuildError> {
         .block_on(set.apply(&settings.backends))
         .map_err(pingora_err("backends"))?;
 
+    let draining = Arc::new(Draining::default());
     let proxy = CourserProxy {
+        draining: draining.clone(),
         lb: lb.clone(),
         registry: registry.clone(),
         metrics: metrics.clone(),
@@ -195,7 +197,7 @@ pub fn build(settings: Settings, upgrade: bool) -> Result<Server, BuildError> {
             poll,
         },
     );
-    let drain = background_service("drain", Drain { registry });
+    let drain = background_service("drain", Drain { registry, draining });
 
     server.add_service(public);
     server.add_service(admin);

@@ -61,8 +61,11 @@ impl Problem {
         Bytes::from(doc.to_string())
     }
 
-    /// Writes the whole answer; the connection is not kept, since a request body may be
-    /// left unread.
+    /// Writes the whole answer, and closes the connection except after a 429 to a request
+    /// without a body: that refusal comes before anything reached a backend and leaves
+    /// nothing unread, and keeping the connection spares a limited client (and the proxy)
+    /// a new connection for each of its next requests. After a backend failure the
+    /// session may be in any state, and a body may be left unread.
     pub async fn send(
         &self,
         session: &mut Session,
@@ -72,14 +75,16 @@ impl Problem {
         let mut header = ResponseHeader::build(self.status, Some(5))?;
         header.insert_header("content-type", "application/problem+json")?;
         header.insert_header("content-length", body.len().to_string())?;
-        header.insert_header("connection", "close")?;
+        if !(self.status == 429 && session.is_body_empty()) {
+            header.insert_header("connection", "close")?;
+            session.set_keepalive(None);
+        }
         if let Some(secs) = self.retry_after {
             header.insert_header("retry-after", secs.to_string())?;
         }
         if let Some(id) = request_id {
             header.insert_header(crate::request_id::HEADER, id.clone())?;
         }
-        session.set_keepalive(None);
         session
             .write_response_header(Box::new(header), false)
             .await?;

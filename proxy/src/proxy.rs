@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::HeaderValue;
+use http::{HeaderValue, StatusCode};
 use pingora::ErrorType::{self, HTTPStatus};
 use pingora::http::{Method, RequestHeader, ResponseHeader};
 use pingora::lb::LoadBalancer;
@@ -28,6 +28,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource};
 
 use crate::backends::{BackendState, InFlight, Registry, now_ms};
+use crate::drain::Draining;
 use crate::metrics::{Metrics, RetryReason};
 use crate::problem::Problem;
 use crate::rate_limit::RateLimiter;
@@ -70,6 +71,8 @@ pub struct CourserProxy {
     pub limiter: RateLimiter,
     /// Limits and timeouts.
     pub policy: RequestPolicy,
+    /// Raised at shutdown: answers then close their connection.
+    pub draining: Arc<Draining>,
 }
 
 impl std::fmt::Debug for CourserProxy {
@@ -298,10 +301,14 @@ impl ProxyHttp for CourserProxy {
             metrics
                 .upstream_duration
                 .observe(ctx.attempt_started.elapsed().as_secs_f64());
-            if upstream_response.status.is_server_error() {
-                self.registry.record_server_error(attempt.backend());
-            } else {
-                self.registry.record_success(attempt.backend());
+            // A 503 is a live instance shedding load or reporting a database every
+            // instance shares: ejecting it would only pile its share onto the others.
+            match upstream_response.status {
+                StatusCode::SERVICE_UNAVAILABLE => {}
+                status if status.is_server_error() => {
+                    self.registry.record_server_error(attempt.backend());
+                }
+                _ => self.registry.record_success(attempt.backend()),
             }
         }
         Ok(())
@@ -309,10 +316,14 @@ impl ProxyHttp for CourserProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        if self.draining.get() {
+            // Tell the client to reconnect (to the new process, on an upgrade).
+            session.set_keepalive(None);
+        }
         if let Some(id) = &ctx.request_id {
             upstream_response.insert_header(request_id::HEADER, id.clone())?;
         }

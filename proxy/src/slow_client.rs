@@ -32,6 +32,8 @@ use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use crate::drain::LINGER;
+
 /// The two deadlines.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientTimeouts {
@@ -84,7 +86,12 @@ where
         self.inner.process_new(stream, shutdown).await
     }
 
+    /// Runs once the listener stopped accepting at shutdown. Pingora's HTTP proxy then
+    /// closes every keep-alive connection waiting for a request at once; a client may be
+    /// sending one on it at that very moment. Waiting [`LINGER`] first lets such
+    /// requests be served (with `Connection: close`, see [`crate::drain`]).
     async fn cleanup(&self) {
+        tokio::time::sleep(LINGER).await;
         self.inner.cleanup().await;
     }
 }

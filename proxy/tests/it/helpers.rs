@@ -24,6 +24,8 @@ use tokio::task::JoinSet;
 pub struct Behaviour {
     /// Answer 500 to everything but `/readyz`.
     pub fail: AtomicBool,
+    /// Answer 503 to everything but `/readyz`, as an api whose database is down does.
+    pub unavailable: AtomicBool,
     /// Answer `/readyz` with 503.
     pub not_ready: AtomicBool,
     /// Close the connection without an answer (after reading the request).
@@ -178,6 +180,8 @@ async fn handle(
     }
     let status = if behaviour.fail.load(SeqCst) {
         500
+    } else if behaviour.unavailable.load(SeqCst) {
+        503
     } else {
         200
     };
@@ -225,17 +229,7 @@ pub async fn spawn_proxy(backends: &[&TestBackend], extra: &str) -> TestProxy {
     file.write_all(config.as_bytes()).unwrap();
     write_backends(&config_path, backends);
 
-    let child = Command::new(env!("CARGO_BIN_EXE_courser-proxy"))
-        .arg("--config")
-        .arg(&config_path)
-        .env("RUST_LOG", "warn")
-        .env_remove("COURSER_PROXY_BACKENDS")
-        .env_remove("COURSER_PROXY_LISTEN")
-        .env_remove("COURSER_PROXY_METRICS_LISTEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = proxy_command(&config_path).spawn().unwrap();
     let proxy = TestProxy {
         addr,
         metrics_addr,
@@ -257,6 +251,21 @@ pub async fn spawn_proxy(backends: &[&TestBackend], extra: &str) -> TestProxy {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     proxy
+}
+
+/// The proxy binary on a config file, quiet, deaf to the caller's `COURSER_PROXY_*`.
+fn proxy_command(config_path: &PathBuf) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_courser-proxy"));
+    command
+        .arg("--config")
+        .arg(config_path)
+        .env("RUST_LOG", "warn")
+        .env_remove("COURSER_PROXY_BACKENDS")
+        .env_remove("COURSER_PROXY_LISTEN")
+        .env_remove("COURSER_PROXY_METRICS_LISTEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
 }
 
 /// Rewrites the `backends` line of a config file.
@@ -309,6 +318,13 @@ impl TestProxy {
             .sum()
     }
 
+    /// How many times the backend at `addr` has been ejected.
+    pub async fn ejections(&self, addr: SocketAddr) -> f64 {
+        let label = format!("backend=\"{addr}\"");
+        self.metric("courser_proxy_ejections_total", &[&label])
+            .await
+    }
+
     /// `metric`, once it equals `expected` or after two seconds: request counters move in
     /// the proxy's logging phase, which may run after the client has its response.
     pub async fn metric_when(&self, name: &str, parts: &[&str], expected: f64) -> f64 {
@@ -323,13 +339,27 @@ impl TestProxy {
     }
 
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        signal_pid(self.child.id(), signal);
     }
+
+    /// A second proxy on the same config, started with `--upgrade`: it waits on
+    /// `upgrade_sock` for this one's listeners (handed over on SIGQUIT).
+    pub fn spawn_upgrade(&self) -> Child {
+        proxy_command(&self.config_path)
+            .arg("--upgrade")
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// Sends `signal` (a name such as `TERM`) to a process.
+pub fn signal_pid(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 impl Drop for TestProxy {

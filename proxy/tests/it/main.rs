@@ -8,6 +8,7 @@
 
 mod helpers;
 mod metrics;
+mod upgrade;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -101,12 +102,7 @@ async fn a_killed_backend_is_ejected_and_get_traffic_goes_on_without_client_erro
         proxy.metric("courser_proxy_backend_up", &[&label]).await,
         0.0
     );
-    assert!(
-        proxy
-            .metric("courser_proxy_ejections_total", &[&label])
-            .await
-            >= 1.0
-    );
+    assert!(proxy.ejections(b[1].addr).await >= 1.0);
     assert!(
         proxy
             .metric("courser_proxy_retries_total", &["connect"])
@@ -179,13 +175,27 @@ async fn a_backend_answering_bursts_of_5xx_is_ejected() {
     }
     // Three 5xx eject it; after that only the sound backend answers.
     assert_eq!(errors, 3);
-    let label = format!("backend=\"{}\"", b[0].addr);
-    assert_eq!(
-        proxy
-            .metric("courser_proxy_ejections_total", &[&label])
-            .await,
-        1.0
-    );
+    assert_eq!(proxy.ejections(b[0].addr).await, 1.0);
+}
+
+#[tokio::test]
+async fn a_backend_answering_503_is_not_ejected() {
+    let b = backends(2).await;
+    let proxy = spawn_proxy(
+        &refs(&b),
+        "eject_consecutive_5xx = 3\neject_cooldown_ms = 60000",
+    )
+    .await;
+    b[0].behaviour.unavailable.store(true, SeqCst);
+    let mut unavailable = 0;
+    for _ in 0..30 {
+        if proxy.get("/review/1").await.0 == 503 {
+            unavailable += 1;
+        }
+    }
+    // It is alive and says so: it keeps its share instead of handing it to the other.
+    assert!(unavailable >= 10, "only {unavailable} of 30 reached it");
+    assert_eq!(proxy.ejections(b[0].addr).await, 0.0);
 }
 
 #[tokio::test]
@@ -292,6 +302,11 @@ async fn a_client_over_its_rate_limit_gets_429_with_retry_after() {
     let resp = limited.expect("never rate limited");
     assert!(resp.headers().contains_key("retry-after"));
     assert_eq!(
+        resp.headers()["connection"],
+        "keep-alive",
+        "a refused GET keeps its connection"
+    );
+    assert_eq!(
         resp.headers()["content-type"].to_str().unwrap(),
         "application/problem+json"
     );
@@ -299,6 +314,20 @@ async fn a_client_over_its_rate_limit_gets_429_with_retry_after() {
     assert_eq!(body["status"], 429);
     assert!(body["type"].is_string() && body["title"].is_string() && body["detail"].is_string());
     assert!(proxy.metric("courser_proxy_rate_limited_total", &[]).await >= 1.0);
+
+    let refused_post = proxy
+        .client
+        .post(proxy.url("/review"))
+        .body(vec![b'x'; 100])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused_post.status().as_u16(), 429);
+    assert_eq!(
+        refused_post.headers()["connection"],
+        "close",
+        "its unread body cannot stay on the connection"
+    );
 }
 
 #[tokio::test]
