@@ -23,6 +23,9 @@ pub struct CapacityPlan {
     pub hold: Duration,
     pub warmup: Duration,
     pub pause: Duration,
+    /// A shell command run before each trial (after the pause), e.g. one that empties
+    /// every cache so that each trial of a cold-read workload starts cold.
+    pub before_trial: Option<String>,
 }
 
 /// Runs the search; the result carries every trial and the series of the whole search,
@@ -54,6 +57,9 @@ pub fn find(
         if !trials.is_empty() {
             std::thread::sleep(plan.pause);
         }
+        if let Some(command) = &plan.before_trial {
+            run_shell(command)?;
+        }
         let out = runner::run(&cfg)?;
         let summary = Summary::of(&out.stats, &cfg.schedule);
         let verdict = sla.judge(&summary);
@@ -65,6 +71,11 @@ pub fn find(
             p99_ms: summary.latency_ms.p99,
             errors: summary.errors,
             reasons: verdict.reasons.clone(),
+            findings: out
+                .checker
+                .as_ref()
+                .map(|c| c.violations.clone())
+                .unwrap_or_default(),
         });
         let s = series(&out.stats, &cfg.schedule, offset);
         offset += s.len() as f64;
@@ -134,4 +145,20 @@ pub fn find(
         trials,
     });
     Ok(result)
+}
+
+/// Runs `command` with `sh -c`; a failure stops the search, since the trials that
+/// follow would not measure what was asked.
+fn run_shell(command: &str) -> Result<(), Error> {
+    let status = std::process::Command::new("sh")
+        .args(["-c", command])
+        .status()
+        .map_err(|e| Error::Runtime(format!("--before-trial: cannot run sh: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::Runtime(format!(
+            "--before-trial command `{command}` failed ({status})"
+        )))
+    }
 }

@@ -55,6 +55,10 @@ pub struct Args {
     /// Keep-alive HTTP/1 connections in all.
     #[arg(long, short, default_value_t = 64)]
     pub connections: usize,
+    /// Local addresses to connect from, taken in turn by the connections (e.g.
+    /// 127.0.1.1,127.0.1.2): several clients, as a per-address rate limit sees them.
+    #[arg(long, value_delimiter = ',')]
+    pub source_addresses: Vec<std::net::IpAddr>,
     /// Worker threads (each a single-threaded runtime); 1 costs one core.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
@@ -126,11 +130,14 @@ pub struct Args {
     /// Capacity search: pause between trials.
     #[arg(long, default_value = "2s", value_parser = duration)]
     pub pause: Duration,
+    /// Capacity search: a shell command run before each trial (e.g. one emptying the caches).
+    #[arg(long)]
+    pub before_trial: Option<String>,
 
-    /// Account CPU and peak RSS of these pids: NAME=PID[,PID..] (repeatable).
+    /// Account CPU and peak memory of these pids: NAME=PID[,PID..] (repeatable).
     #[arg(long)]
     pub watch: Vec<String>,
-    /// Account CPU and peak RSS of processes whose name contains PATTERN: NAME=PATTERN.
+    /// Account CPU and peak memory of processes whose name contains PATTERN: NAME=PATTERN.
     #[arg(long)]
     pub watch_process: Vec<String>,
 
@@ -240,7 +247,8 @@ impl Args {
                 .map_or(0, |d| d.as_secs())
         );
         let config = RunConfig {
-            target: Target::new(&self.url, api_key.as_deref())?,
+            target: Target::new(&self.url, api_key.as_deref())?
+                .with_sources(self.source_addresses.clone()),
             schedule,
             mix: Mix::new(&scenario, data, tag),
             connections: self.connections,
@@ -269,6 +277,7 @@ impl Args {
             hold: self.hold,
             warmup: self.trial_warmup,
             pause: self.pause,
+            before_trial: self.before_trial.clone(),
         });
         Ok(Prepared {
             workload: scenario.name,

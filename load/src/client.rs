@@ -2,7 +2,9 @@
 //! low-level client, no pool of its own: the runner owns one connection per task), and
 //! sending one request on it.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, USER_AGENT};
@@ -10,7 +12,7 @@ use http::{HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::Error;
 use crate::stats::ErrorKind;
@@ -26,6 +28,10 @@ pub struct Target {
     prefix: String,
     /// `Bearer <key>` for writes.
     auth: Option<HeaderValue>,
+    /// Local addresses that new connections are made from, in turn (none: the system's
+    /// choice), so that the load can look like several clients to a per-address limit.
+    sources: Arc<[IpAddr]>,
+    next_source: Arc<AtomicUsize>,
 }
 
 impl Target {
@@ -66,7 +72,30 @@ impl Target {
             host,
             prefix: uri.path().trim_end_matches('/').to_string(),
             auth,
+            sources: Arc::new([]),
+            next_source: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// Connections are made from these local addresses, in turn.
+    #[must_use]
+    pub fn with_sources(mut self, sources: Vec<IpAddr>) -> Self {
+        self.sources = sources.into();
+        self
+    }
+
+    async fn connect(&self) -> std::io::Result<TcpStream> {
+        if self.sources.is_empty() {
+            return TcpStream::connect(self.addr).await;
+        }
+        let source =
+            self.sources[self.next_source.fetch_add(1, Ordering::Relaxed) % self.sources.len()];
+        let socket = match source {
+            IpAddr::V4(_) => TcpSocket::new_v4()?,
+            IpAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(source, 0))?;
+        socket.connect(self.addr).await
     }
 
     fn request(&self, p: &Planned) -> Result<Request<Full<Bytes>>, ErrorKind> {
@@ -110,9 +139,7 @@ pub struct Answer {
 impl Conn {
     /// Connects and starts the connection's task on the current `LocalSet`.
     pub async fn open(target: &Target) -> Result<Self, ErrorKind> {
-        let stream = TcpStream::connect(target.addr)
-            .await
-            .map_err(|_| ErrorKind::Connect)?;
+        let stream = target.connect().await.map_err(|_| ErrorKind::Connect)?;
         let _ = stream.set_nodelay(true);
         let (sender, conn) = http1::handshake(TokioIo::new(stream))
             .await

@@ -15,15 +15,10 @@ const TICKS_PER_SECOND: f64 = 100.0;
 /// What to watch, from `--watch NAME=PID[,PID..]` or `--watch-process NAME=PATTERN`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchSpec {
-    Pids {
-        name: String,
-        pids: Vec<u32>,
-    },
+    /// These processes and their descendants (a Postgres postmaster and its backends).
+    Pids { name: String, pids: Vec<u32> },
     /// Every process whose name (`comm`) or program file name contains the pattern.
-    Pattern {
-        name: String,
-        pattern: String,
-    },
+    Pattern { name: String, pattern: String },
 }
 
 impl WatchSpec {
@@ -70,8 +65,11 @@ pub struct ProcessFigures {
     pub cpu_seconds: f64,
     /// CPU seconds per 1,000 requests completed in the measured window.
     pub cpu_seconds_per_1k: f64,
-    /// The largest sum of the processes' RSS seen in any sample, bytes.
-    pub peak_rss_bytes: u64,
+    /// The largest memory of the processes seen in any sample, bytes: their private
+    /// (anonymous) pages summed, plus the shared and file-backed pages of the one that
+    /// maps most, so that a postmaster and its backends, which all map the shared
+    /// buffers, do not count them once each. For one process, its RSS.
+    pub peak_memory_bytes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -86,7 +84,7 @@ struct PidTicks {
 struct Watched {
     spec: WatchSpec,
     pids: BTreeMap<u32, PidTicks>,
-    peak_rss: u64,
+    peak_memory: u64,
 }
 
 /// Samples the watched processes; the runner calls `sample` a few times a second and
@@ -112,7 +110,7 @@ impl ProcWatch {
             .map(|spec| Watched {
                 spec: spec.clone(),
                 pids: BTreeMap::new(),
-                peak_rss: 0,
+                peak_memory: 0,
             })
             .collect();
         watched.push(Watched {
@@ -121,7 +119,7 @@ impl ProcWatch {
                 pids: vec![me],
             },
             pids: BTreeMap::new(),
-            peak_rss: 0,
+            peak_memory: 0,
         });
         let mut w = Self {
             watched,
@@ -140,37 +138,34 @@ impl ProcWatch {
             return;
         }
         let relist = self.listed.is_none_or(|t| t.elapsed().as_secs() >= 1);
-        let all = if relist
-            && self
-                .watched
-                .iter()
-                .any(|w| matches!(w.spec, WatchSpec::Pattern { .. }))
-        {
+        let all = if relist {
             self.listed = Some(std::time::Instant::now());
             Some(list_processes())
         } else {
             None
         };
         for w in &mut self.watched {
-            let pids: Vec<u32> = match &w.spec {
-                WatchSpec::Pids { pids, .. } => pids.clone(),
-                WatchSpec::Pattern { .. } if all.is_none() => w.pids.keys().copied().collect(),
-                WatchSpec::Pattern { pattern, .. } => all
+            let pids: Vec<u32> = match (&w.spec, &all) {
+                // Between listings, the processes found by the last one.
+                (_, None) => w.pids.keys().copied().collect(),
+                (WatchSpec::Pids { pids, .. }, Some(all)) => with_descendants(pids, all),
+                (WatchSpec::Pattern { pattern, .. }, Some(all)) => all
                     .iter()
-                    .flatten()
-                    .filter(|(pid, comm, exe)| {
-                        *pid != self.me
-                            && (comm.contains(pattern.as_str()) || exe.contains(pattern.as_str()))
+                    .filter(|p| {
+                        p.pid != self.me
+                            && (p.comm.contains(pattern.as_str())
+                                || p.exe.contains(pattern.as_str()))
                     })
-                    .map(|(pid, _, _)| *pid)
+                    .map(|p| p.pid)
                     .collect(),
             };
-            let mut rss = 0;
+            let (mut private, mut shared) = (0, 0);
             for pid in pids {
-                let Some((ticks, pid_rss)) = read_pid(pid) else {
+                let Some((ticks, memory)) = read_pid(pid) else {
                     continue;
                 };
-                rss += pid_rss;
+                private += memory.private;
+                shared = shared.max(memory.shared);
                 let t = w.pids.entry(pid).or_insert_with(|| PidTicks {
                     first: ticks,
                     ..PidTicks::default()
@@ -182,7 +177,7 @@ impl ProcWatch {
                 }
             }
             if self.started {
-                w.peak_rss = w.peak_rss.max(rss);
+                w.peak_memory = w.peak_memory.max(private + shared);
             }
         }
     }
@@ -237,15 +232,27 @@ impl ProcWatch {
                     } else {
                         0.0
                     },
-                    peak_rss_bytes: w.peak_rss,
+                    peak_memory_bytes: w.peak_memory,
                 }
             })
             .collect()
     }
 }
 
-/// utime + stime ticks and RSS bytes of one process, None if it is gone.
-fn read_pid(pid: u32) -> Option<(u64, u64)> {
+/// One process's resident memory, bytes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Memory {
+    /// Anonymous pages (`RssAnon`): this process's own.
+    private: u64,
+    /// File-backed and shared-memory pages (`RssFile` + `RssShmem`), which other
+    /// processes may map too.
+    shared: u64,
+}
+
+/// utime + stime ticks and resident memory of one process, None if it is gone. Both
+/// come from `stat` and `status`, which are cheap; `smaps_rollup` (PSS) costs
+/// milliseconds per process and would make the tool a load of its own.
+fn read_pid(pid: u32) -> Option<(u64, Memory)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The name is in parentheses and may hold spaces: fields start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -253,30 +260,66 @@ fn read_pid(pid: u32) -> Option<(u64, u64)> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    Some((utime + stime, rss_kb * 1024))
+    let kb = |field: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let memory = Memory {
+        private: kb("RssAnon:") * 1024,
+        shared: (kb("RssFile:") + kb("RssShmem:")) * 1024,
+    };
+    Some((utime + stime, memory))
 }
 
-/// (pid, comm, program file name) of every process.
-fn list_processes() -> Vec<(u32, String, String)> {
+/// One process of a `/proc` listing.
+struct Listed {
+    pid: u32,
+    ppid: u32,
+    comm: String,
+    /// The program file name (argv[0] without its folder).
+    exe: String,
+}
+
+/// Every process.
+fn list_processes() -> Vec<Listed> {
     let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.filter_map(|e| {
         let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // "pid (comm) state ppid …": comm may hold spaces and parentheses.
+        let (head, rest) = stat.rsplit_once(')')?;
+        let comm = head.split_once('(')?.1.to_string();
+        let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
         let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
         let exe = String::from_utf8_lossy(argv0);
         let exe = exe.rsplit('/').next().unwrap_or_default().to_string();
-        Some((pid, comm.trim().to_string(), exe))
+        Some(Listed {
+            pid,
+            ppid,
+            comm,
+            exe,
+        })
     })
     .collect()
+}
+
+/// `roots` and every process descended from one of them.
+fn with_descendants(roots: &[u32], all: &[Listed]) -> Vec<u32> {
+    let mut tree = roots.to_vec();
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(all.iter().filter(|p| p.ppid == parent).map(|p| p.pid));
+        i += 1;
+    }
+    tree
 }
 
 #[cfg(test)]
@@ -305,8 +348,37 @@ mod tests {
         let f = w.figures(1000);
         assert_eq!(f.len(), 2);
         assert!(f[0].cpu_seconds >= 0.19, "{f:?}");
-        assert!(f[0].peak_rss_bytes > 1_000_000, "{f:?}");
+        assert!(f[0].peak_memory_bytes > 1_000_000, "{f:?}");
         assert!(WatchSpec::parse_pids("x=abc").is_err());
         assert!(WatchSpec::parse_pattern("api=courser-api").is_ok());
+    }
+
+    #[test]
+    fn a_watched_pid_brings_its_descendants() {
+        use std::io::BufRead as _;
+        // A shell whose child is a `sleep`: watching the shell must count the sleep too.
+        let mut shell = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & echo $!; wait"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(shell.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let sleep: u32 = line.trim().parse().unwrap();
+        let w = ProcWatch::new(&[WatchSpec::Pids {
+            name: "shell".into(),
+            pids: vec![shell.id()],
+        }]);
+        let pids = &w.figures(1)[0].pids;
+        let _ = std::process::Command::new("kill")
+            .arg(sleep.to_string())
+            .status();
+        let _ = shell.wait();
+        assert!(
+            pids.contains(&shell.id()) && pids.contains(&sleep),
+            "{pids:?}"
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::checker::CheckerSummary;
+use crate::checker::{CheckerSummary, Violation};
 use crate::procwatch::ProcessFigures;
 use crate::runner::{RunConfig, RunOutput};
 use crate::schedule::{Schedule, Stage};
@@ -158,6 +158,8 @@ pub struct Point {
     pub completed: u64,
     pub latency_ms: Percentiles,
     pub errors: BTreeMap<String, u64>,
+    /// Of those errors, the ones of writes (`POST`/`PUT`).
+    pub write_errors: u64,
 }
 
 /// Per-second points of a run, `offset` seconds into the whole report.
@@ -175,6 +177,7 @@ pub fn series(stats: &Stats, schedule: &Schedule, offset: f64) -> Vec<Point> {
             completed: s.completed,
             latency_ms: Percentiles::of(&s.latency),
             errors: Stats::errors_by_kind(&s.errors),
+            write_errors: s.write_errors,
         })
         .collect()
 }
@@ -223,6 +226,10 @@ pub struct Trial {
     pub p99_ms: f64,
     pub errors: u64,
     pub reasons: Vec<String>,
+    /// The write checker's findings in this trial (the result's `checker` is the best
+    /// trial's, which has none when it held).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<Violation>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -78,6 +78,9 @@ pub struct Second {
     /// Completed with a 1xx–3xx answer.
     pub ok: u64,
     pub errors: [u64; ErrorKind::ALL.len()],
+    /// Of those errors, the ones of write requests (whose outcome a client may not know;
+    /// a fault suite tells them from read errors).
+    pub write_errors: u64,
 }
 
 impl Default for Second {
@@ -89,6 +92,7 @@ impl Default for Second {
             completed: 0,
             ok: 0,
             errors: [0; ErrorKind::ALL.len()],
+            write_errors: 0,
         }
     }
 }
@@ -100,6 +104,7 @@ impl Second {
         self.sent += other.sent;
         self.completed += other.completed;
         self.ok += other.ok;
+        self.write_errors += other.write_errors;
         for (a, b) in self.errors.iter_mut().zip(other.errors) {
             *a += b;
         }
@@ -184,6 +189,11 @@ impl Stats {
                 Outcome::Error(kind) => self.errors[kind.index()] += 1,
             }
         }
+    }
+
+    /// Marks an error already recorded at `at` as one of a write request.
+    pub fn record_write_error(&mut self, at: Duration) {
+        self.second(at).write_errors += 1;
     }
 
     /// A checker finding: counted as an error of its second (and of the total when measured).

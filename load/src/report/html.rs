@@ -86,7 +86,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
         h.push_str("</table>");
     }
     if !r.processes.is_empty() {
-        h.push_str("<h2>Processes</h2><table><tr><th class=l>name</th><th class=l>pids</th><th>CPU s</th><th>CPU s per 1k requests</th><th>peak RSS MiB</th></tr>");
+        h.push_str("<h2>Processes</h2><table><tr><th class=l>name</th><th class=l>pids</th><th>CPU s</th><th>CPU s per 1k requests</th><th>peak memory MiB</th></tr>");
         for p in &r.processes {
             let _ = write!(
                 h,
@@ -95,7 +95,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
                 p.pids,
                 p.cpu_seconds,
                 p.cpu_seconds_per_1k,
-                p.peak_rss_bytes as f64 / (1024.0 * 1024.0)
+                p.peak_memory_bytes as f64 / (1024.0 * 1024.0)
             );
         }
         h.push_str("</table>");

@@ -119,11 +119,11 @@ pub fn summary_text(r: &RunResult) -> String {
     for p in &r.processes {
         let _ = writeln!(
             t,
-            "  process    {:<14} cpu {:.2} s  ({:.4} s per 1k requests)  peak RSS {:.1} MiB  pids {:?}",
+            "  process    {:<14} cpu {:.2} s  ({:.4} s per 1k requests)  peak memory {:.1} MiB  pids {:?}",
             p.name,
             p.cpu_seconds,
             p.cpu_seconds_per_1k,
-            p.peak_rss_bytes as f64 / (1024.0 * 1024.0),
+            p.peak_memory_bytes as f64 / (1024.0 * 1024.0),
             p.pids
         );
     }

@@ -329,6 +329,9 @@ impl Worker {
                 None => stats.queued += 1,
             }
             stats.record(end - self.start, end - due, outcome, measured);
+            if matches!(outcome, Outcome::Error(_)) && planned.intent.is_write() {
+                stats.record_write_error(end - self.start);
+            }
             for f in findings {
                 stats.record_finding(end - self.start, f, measured);
             }

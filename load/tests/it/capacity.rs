@@ -64,3 +64,38 @@ fn find_capacity_finds_the_rate_a_server_is_limited_to() {
         "the result's verdict is the best trial's"
     );
 }
+
+#[test]
+fn the_before_trial_command_runs_once_before_every_trial() {
+    let server = crate::helpers::trivial();
+    let marks = crate::helpers::temp_path("before-trial.txt");
+    let command = format!("echo trial >> '{}'", marks.display());
+    let done = load(
+        &server.url,
+        &[
+            "--find-capacity",
+            "--start",
+            "100",
+            "--max-rate",
+            "400",
+            "--step-factor",
+            "2",
+            // Every trial must hold even on a machine busy with other tests: this test
+            // is about the command, not the SLA.
+            "--sla-p99",
+            "5s",
+            "--hold",
+            "300ms",
+            "--trial-warmup",
+            "100ms",
+            "--pause",
+            "50ms",
+            "--before-trial",
+            &command,
+        ],
+    );
+    let trials = done.result.capacity.as_ref().unwrap().trials.len();
+    assert_eq!(trials, 3, "100, 200 and 400/s, all held: {:#?}", done.result.capacity);
+    let ran = std::fs::read_to_string(&marks).unwrap().lines().count();
+    assert_eq!(ran, trials, "one run of the command per trial");
+}

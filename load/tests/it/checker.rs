@@ -157,29 +157,27 @@ fn courser(correct: bool) -> Server {
     })
 }
 
+/// W3 against the test server's small data set, with `run` shaping the run.
+fn w3_with(url: &str, run: &[&str]) -> courser_load::cli::Done {
+    let mut flags = vec!["--workload", "w3", "--connections", "16"];
+    flags.extend_from_slice(run);
+    flags.extend_from_slice(&[
+        "--courses",
+        "20",
+        "--reviewers",
+        "20",
+        "--reviews",
+        "60",
+        "--api-key",
+        KEY,
+    ]);
+    load(url, &flags)
+}
+
 fn w3(url: &str) -> courser_load::cli::Done {
-    load(
+    w3_with(
         url,
-        &[
-            "--workload",
-            "w3",
-            "--rate",
-            "600",
-            "--duration",
-            "2s",
-            "--warmup",
-            "0s",
-            "--connections",
-            "16",
-            "--courses",
-            "20",
-            "--reviewers",
-            "20",
-            "--reviews",
-            "60",
-            "--api-key",
-            KEY,
-        ],
+        &["--rate", "600", "--duration", "2s", "--warmup", "0s"],
     )
 }
 
@@ -220,6 +218,38 @@ fn a_server_that_acknowledges_writes_but_never_shows_them_has_stale_reads_and_lo
     assert_eq!(s.errors_by_kind.get("stale_read"), Some(&c.stale_reads));
     assert_eq!(s.errors_by_kind.get("lost_write"), Some(&c.lost_writes));
     assert!(!done.result.verdict.passed);
+}
+
+#[test]
+fn a_capacity_search_keeps_each_failed_trials_findings() {
+    let server = courser(false);
+    let done = w3_with(
+        &server.url,
+        &[
+            "--find-capacity",
+            "--start",
+            "400",
+            "--max-rate",
+            "400",
+            "--hold",
+            "2s",
+            "--trial-warmup",
+            "0s",
+            "--pause",
+            "100ms",
+        ],
+    );
+    let c = done.result.capacity.as_ref().unwrap();
+    let trial = &c.trials[0];
+    assert!(!trial.passed);
+    assert!(
+        trial
+            .findings
+            .iter()
+            .any(|v| v.kind.label() == "stale_read"),
+        "{:?}",
+        trial.reasons
+    );
 }
 
 #[test]

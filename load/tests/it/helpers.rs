@@ -25,7 +25,8 @@ pub struct Server {
     _stop: oneshot::Sender<()>,
 }
 
-/// Serves `handler` on 127.0.0.1:0 until the handle is dropped.
+/// Serves `handler` on 127.0.0.1:0 until the handle is dropped; each request carries the
+/// client's address (a `SocketAddr` extension).
 pub fn serve<F, Fut>(handler: F) -> Server
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
@@ -43,11 +44,12 @@ where
             tx.send(listener.local_addr().unwrap()).unwrap();
             let accept = async {
                 loop {
-                    let (stream, _) = listener.accept().await.unwrap();
+                    let (stream, peer) = listener.accept().await.unwrap();
                     let _ = stream.set_nodelay(true);
                     let handler = handler.clone();
                     tokio::spawn(async move {
-                        let svc = service_fn(move |req| {
+                        let svc = service_fn(move |mut req: Request<Incoming>| {
+                            req.extensions_mut().insert(peer);
                             let handler = handler.clone();
                             async move { Ok::<_, Infallible>(handler(req).await) }
                         });

@@ -23,6 +23,10 @@ fn the_json_result_and_html_report_hold_the_series() {
             &format!("tests={pid}"),
             "--watch-process",
             "nothing=no-such-process-xyz",
+            // The verdict is checked, not the machine's speed: a loaded CI machine can
+            // miss the default 25 ms p99 against even a trivial server.
+            "--sla-p99",
+            "500ms",
         ],
     );
     assert_eq!(done.json, json);
@@ -44,7 +48,7 @@ fn the_json_result_and_html_report_hold_the_series() {
     let procs = v["processes"].as_array().unwrap();
     let names: Vec<&str> = procs.iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["tests", "nothing", "courser-load"]);
-    assert!(procs[0]["peak_rss_bytes"].as_u64().unwrap() > 0);
+    assert!(procs[0]["peak_memory_bytes"].as_u64().unwrap() > 0);
     assert!(procs[0]["cpu_seconds_per_1k"].as_f64().unwrap() > 0.0);
 
     let page = std::fs::read_to_string(&html).unwrap();
