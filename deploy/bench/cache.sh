@@ -7,14 +7,17 @@
 # Then the invalidation lag: writes through one instance while a second one listens,
 # read off the second's courser_api_cache_invalidation_lag_seconds histogram.
 #
-# Usage: deploy/bench/cache.sh [--scale F] [--seconds N]    (defaults 0.01 and 15)
+# Usage: deploy/bench/cache.sh [--scale F] [--seconds N] [--database-url URL]
+#   (defaults 0.01 and 15; without --database-url the data set is loaded once per scale
+#   into a database of its own, courser_bench; with it, that database is used as it is)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-SCALE=0.01 SECONDS_EACH=15
+SCALE=0.01 SECONDS_EACH=15 DB=
 while [ $# -gt 0 ]; do
   case "$1" in
     --scale) SCALE=$2; shift 2 ;;
     --seconds) SECONDS_EACH=$2; shift 2 ;;
+    --database-url) DB=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -24,16 +27,18 @@ bin=target/release
 $bin/courser up --only-services >/dev/null
 eval "$($bin/courser env)"
 PG=${COURSER_DATABASE_URL%/*}
-DB="$PG/courser_bench"
 REDIS=${COURSER_REDIS_URL:-redis://127.0.0.1:16379}
 KEY=bench-key-0123456789abcdef
 export COURSES=1000 REVIEWS=1000 KEY
 
-# The data set, loaded once per scale (the seeder refuses a loaded database).
-psql "$PG/postgres" -Atqc "SELECT 1 FROM pg_database WHERE datname = 'courser_bench'" | grep -q 1 \
-  || psql "$PG/postgres" -qc "CREATE DATABASE courser_bench"
-COURSER_DATABASE_URL=$DB $bin/courser-api migrate >/dev/null
-$bin/courser seed --scale "$SCALE" --database-url "$DB" >/dev/null 2>&1 || true
+if [ -z "$DB" ]; then
+  # The data set, loaded once per scale (the seeder refuses a loaded database).
+  DB="$PG/courser_bench"
+  psql "$PG/postgres" -Atqc "SELECT 1 FROM pg_database WHERE datname = 'courser_bench'" | grep -q 1 \
+    || psql "$PG/postgres" -qc "CREATE DATABASE courser_bench"
+  COURSER_DATABASE_URL=$DB $bin/courser-api migrate >/dev/null
+  $bin/courser seed --scale "$SCALE" --database-url "$DB" >/dev/null 2>&1 || true
+fi
 
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }

@@ -13,8 +13,6 @@ use crate::process::Managed;
 
 /// The binary's file name, as found next to `courser` or on PATH.
 pub const PROGRAM: &str = "courser-api";
-/// One instance per port, all on 127.0.0.1; the proxy will spread traffic over them.
-pub const PORTS: [u16; 4] = [3001, 3002, 3003, 3004];
 /// How long an instance may take to answer `/readyz` with 200.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -27,7 +25,8 @@ pub struct Instance {
 
 impl Instance {
     pub fn all(layout: &Layout) -> Vec<Self> {
-        PORTS
+        layout
+            .api_ports
             .iter()
             .map(|&port| Self {
                 port,
@@ -86,20 +85,7 @@ pub async fn start_all(
             started.push((instance, None));
             continue;
         }
-        let mut command = Command::new(bin);
-        command
-            .arg("serve")
-            .env("COURSER_LISTEN", instance.address())
-            .env("COURSER_DATABASE_URL", database_url)
-            .env("COURSER_API_KEYS", key)
-            .env("COURSER_REDIS_URL", layout.redis_url());
-        let child = instance.process.spawn(command)?;
-        println!(
-            "started {} (pid {}) on {}",
-            instance.process.name,
-            child.id(),
-            instance.address()
-        );
+        let child = spawn(layout, &instance, bin, database_url, key)?;
         started.push((instance, Some(child)));
     }
     for (instance, mut child) in started {
@@ -108,9 +94,34 @@ pub async fn start_all(
     Ok(())
 }
 
+/// Starts one instance in the background (not waiting for it).
+pub fn spawn(
+    layout: &Layout,
+    instance: &Instance,
+    bin: &Path,
+    database_url: &str,
+    key: &str,
+) -> anyhow::Result<Child> {
+    let mut command = Command::new(bin);
+    command
+        .arg("serve")
+        .env("COURSER_LISTEN", instance.address())
+        .env("COURSER_DATABASE_URL", database_url)
+        .env("COURSER_API_KEYS", key)
+        .env("COURSER_REDIS_URL", layout.redis_url());
+    let child = instance.process.spawn(command)?;
+    println!(
+        "started {} (pid {}) on {}",
+        instance.process.name,
+        child.id(),
+        instance.address()
+    );
+    Ok(child)
+}
+
 /// Polls `/readyz` until it answers 200; fails with the end of the instance's log if it
 /// exits or does not become ready in time.
-async fn wait_ready(
+pub async fn wait_ready(
     client: &reqwest::Client,
     instance: &Instance,
     child: Option<&mut Child>,

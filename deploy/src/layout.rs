@@ -11,6 +11,11 @@ pub const DEFAULT_PG_PORT: u16 = 15432;
 /// Port of the private Redis unless `COURSER_REDIS_PORT` says otherwise; not 6379.
 pub const DEFAULT_REDIS_PORT: u16 = 16379;
 
+/// One api instance per port; the proxy spreads traffic over them.
+pub const DEFAULT_API_PORTS: [u16; 4] = [3001, 3002, 3003, 3004];
+pub const DEFAULT_PROXY_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_PROXY_METRICS_LISTEN: &str = "127.0.0.1:9100";
+
 /// Paths and ports of one project's local stack.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -21,6 +26,12 @@ pub struct Layout {
     pub pg_port: u16,
     /// Port the private Redis listens on, on 127.0.0.1 only.
     pub redis_port: u16,
+    /// Ports of the api instances, on 127.0.0.1 ([`DEFAULT_API_PORTS`]; tests choose free ones).
+    pub api_ports: Vec<u16>,
+    /// The proxy's public listener ([`DEFAULT_PROXY_LISTEN`]).
+    pub proxy_listen: String,
+    /// The proxy's admin listener with `/metrics` ([`DEFAULT_PROXY_METRICS_LISTEN`]).
+    pub proxy_metrics_listen: String,
 }
 
 impl Layout {
@@ -43,6 +54,9 @@ impl Layout {
             home,
             pg_port,
             redis_port,
+            api_ports: DEFAULT_API_PORTS.to_vec(),
+            proxy_listen: DEFAULT_PROXY_LISTEN.to_owned(),
+            proxy_metrics_listen: DEFAULT_PROXY_METRICS_LISTEN.to_owned(),
         })
     }
 
@@ -59,6 +73,12 @@ impl Layout {
     /// The write key handed to every api instance.
     pub fn api_key_file(&self) -> PathBuf {
         self.home.join("api-key")
+    }
+
+    /// The socket over which a new proxy takes the listeners of the running one (graceful
+    /// upgrade); per home, so that two stacks on one machine never meet there.
+    pub fn proxy_upgrade_sock(&self) -> PathBuf {
+        self.run().join("proxy-upgrade.sock")
     }
 
     /// Creates `.courser`, its `logs` and `run` directories.

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod apikey;
 pub mod binaries;
+pub mod chaos;
 pub mod layout;
 pub mod postgres;
 pub mod process;

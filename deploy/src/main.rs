@@ -1,6 +1,6 @@
 //! `courser`: runs the Courser stack on this machine (`up`, `down`, `status`, `env`),
 //! loads demo and benchmark data (`seed`) and checks it (`verify`); `load` runs the load
-//! generator beside it.
+//! generator beside it; `chaos` runs the fault suite against it.
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt as _;
@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use courser::layout::Layout;
 use courser::stack::{self, UpOptions};
-use courser::{binaries, postgres, seed};
+use courser::{binaries, chaos, postgres, seed};
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Runs the Courser stack on this machine")]
@@ -71,6 +71,28 @@ enum Command {
         #[arg(long, env = "COURSER_DATABASE_URL")]
         database_url: Option<String>,
     },
+    /// The fault suite: run W3 through the proxy, inject each fault (cases 1–7 of
+    /// issue 8), and judge client errors, p99, recovery and lost or stale writes. Starts
+    /// whatever of the stack is not running.
+    Chaos {
+        /// Cases to run, comma-separated (default: all): 1 kill -9 an api, 2 rolling
+        /// restart, 3 Redis down, 4 Postgres down, 5 slow Postgres and Redis, 6 proxy
+        /// graceful upgrade, 7 slowloris and a client over its rate limit.
+        #[arg(long, value_delimiter = ',')]
+        case: Vec<u8>,
+        /// Requests/s of the load.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// Seconds of load after each fault is undone (the recovery window).
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// The seeder's --scale of the stack's data (the ids the load draws).
+        #[arg(long, default_value_t = seed::DEFAULT_SCALE)]
+        scale: f64,
+        /// Write the summary (command, conditions, table) to this file, e.g. RELIABILITY.md.
+        #[arg(long)]
+        report: Option<std::path::PathBuf>,
+    },
     /// Run the load generator `courser-load` (built beside this binary) with these
     /// arguments: `courser load --help` shows its own.
     #[command(disable_help_flag = true)]
@@ -100,6 +122,19 @@ fn main() -> anyhow::Result<ExitCode> {
             Command::Down => stack::down(&layout).await?,
             Command::Status => return stack::status(&layout).await,
             Command::Env => print!("{}", stack::env(&layout)),
+            Command::Chaos {
+                case,
+                rate,
+                seconds,
+                scale,
+                report,
+            } => {
+                stack::up(&layout, UpOptions::default()).await?;
+                let passed = chaos::cli::run(&layout, &case, rate, seconds, scale, report).await?;
+                if !passed {
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
             // Replaced this process above, before any runtime started.
             Command::Load { .. } => {}
             Command::Seed {

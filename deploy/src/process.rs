@@ -57,6 +57,8 @@ impl Managed {
             .open(&self.log_file)
             .with_context(|| format!("cannot open {}", self.log_file.display()))?;
         let child = command
+            // A fatal error's message, not its backtrace, should end the log.
+            .env("RUST_LIB_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

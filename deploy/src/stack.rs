@@ -83,8 +83,7 @@ fn print_summary(layout: &Layout, cluster: &Cluster) {
     }
     println!(
         "  proxy     http://{}  (metrics http://{}/metrics)",
-        proxy::LISTEN,
-        proxy::METRICS_LISTEN
+        layout.proxy_listen, layout.proxy_metrics_listen
     );
     println!(
         "  Prometheus http://{}  (dashboards in dashboards/grafana)",
@@ -96,7 +95,7 @@ fn print_summary(layout: &Layout, cluster: &Cluster) {
         layout.logs().display(),
         cluster.log_file.display()
     );
-    let url = format!("http://{}", proxy::LISTEN);
+    let url = format!("http://{}", layout.proxy_listen);
     println!("\nTry:");
     println!("  curl -s {url}/rating/1");
     println!("  curl -s '{url}/course/1/reviews?sort=helpful&limit=5'");
@@ -171,7 +170,7 @@ pub async fn status(layout: &Layout) -> anyhow::Result<ExitCode> {
     let client = api::http_client()?;
     let proxy_pid = proxy::managed(layout).running_pid();
     let forwarded = client
-        .get(format!("http://{}/healthz", proxy::LISTEN))
+        .get(format!("http://{}/healthz", layout.proxy_listen))
         .send()
         .await;
     match forwarded {
@@ -179,7 +178,7 @@ pub async fn status(layout: &Layout) -> anyhow::Result<ExitCode> {
             line(
                 "proxy",
                 proxy_pid,
-                proxy::LISTEN,
+                &layout.proxy_listen,
                 "forwards /healthz".into(),
                 true,
             );
@@ -187,14 +186,14 @@ pub async fn status(layout: &Layout) -> anyhow::Result<ExitCode> {
         Ok(response) => line(
             "proxy",
             proxy_pid,
-            proxy::LISTEN,
+            &layout.proxy_listen,
             format!("answers {}", response.status()),
             false,
         ),
         Err(_) => line(
             "proxy",
             proxy_pid,
-            proxy::LISTEN,
+            &layout.proxy_listen,
             "not answering".into(),
             false,
         ),

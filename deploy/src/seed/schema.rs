@@ -132,6 +132,17 @@ pub async fn lock(conn: &mut PgConnection) -> anyhow::Result<()> {
 /// records the load as incomplete with what to rebuild, drops indexes and keys, and
 /// empties the tables. One transaction: if it fails, nothing changed.
 pub async fn prepare(conn: &mut PgConnection, spec: &str, reset: bool) -> anyhow::Result<Plan> {
+    let missing: Vec<String> = sqlx::query_scalar(
+        "SELECT t FROM unnest(ARRAY['ratings', 'reviewers', 'reviews']) t WHERE to_regclass(t) IS NULL",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    if !missing.is_empty() {
+        bail!(
+            "the database has no {} table: migrate it first (`courser-api migrate` with COURSER_DATABASE_URL set to it; `courser up` does it for the local stack)",
+            missing.join(", ")
+        );
+    }
     ensure_table(conn).await?;
     let mut tx = conn.begin().await?;
     let plan = match state(&mut tx).await? {

@@ -13,7 +13,7 @@ fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:15432/postgres".to_owned())
 }
 
-/// A database made for one test, with the api's migrations applied.
+/// A database made for one test (`create`: with the api's migrations applied).
 #[derive(Debug)]
 pub struct TestDb {
     pub name: String,
@@ -23,6 +23,15 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn create() -> anyhow::Result<Self> {
+        let db = Self::create_unmigrated().await?;
+        let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/migrations");
+        let migrator = sqlx::migrate::Migrator::new(migrations).await?;
+        migrator.run(&mut db.connect().await?).await?;
+        Ok(db)
+    }
+
+    /// A database without any table.
+    pub async fn create_unmigrated() -> anyhow::Result<Self> {
         let admin_url = admin_url();
         let mut admin = postgres::connect(&admin_url)
             .await
@@ -33,10 +42,6 @@ impl TestDb {
             Some((server, _)) => format!("{server}/{name}"),
             None => anyhow::bail!("COURSER_TEST_DATABASE_URL has no database name: {admin_url}"),
         };
-        let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/migrations");
-        let migrator = sqlx::migrate::Migrator::new(migrations).await?;
-        let mut conn = postgres::connect(&url).await?;
-        migrator.run(&mut conn).await?;
         Ok(Self { name, url, admin })
     }
 

@@ -8,5 +8,6 @@
     reason = "a failed unwrap is a failed test"
 )]
 
+mod chaos;
 mod helpers;
 mod seed;

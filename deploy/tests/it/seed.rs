@@ -279,6 +279,20 @@ async fn the_same_seed_gives_the_same_rows_whatever_the_threads_and_streams() ->
 }
 
 #[tokio::test]
+async fn seeding_a_database_without_the_schema_says_to_migrate_it() -> anyhow::Result<()> {
+    let db = TestDb::create_unmigrated().await?;
+    let err = seed::load(&db.url, &demo_spec(1), &options(2, 1, true))
+        .await
+        .expect_err("no tables to load into");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("no ratings, reviewers, reviews table") && message.contains("migrate"),
+        "{message}"
+    );
+    db.drop().await
+}
+
+#[tokio::test]
 async fn seeding_refuses_data_it_did_not_load_unless_reset() -> anyhow::Result<()> {
     let db = TestDb::create().await?;
     let mut conn = db.connect().await?;

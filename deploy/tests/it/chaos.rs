@@ -1,0 +1,197 @@
+//! Short cases of the fault suite (`courser chaos`), on a stack of the test's own: its
+//! seeded database, its own Redis, two api instances and the proxy on free ports, with
+//! the built binaries (`scripts/test` builds them). The shared Postgres and Redis other
+//! tests use are never touched.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use courser::chaos::{self, Fault, Options, Row, Stack};
+use courser::layout::Layout;
+use courser::{api, apikey, binaries, proxy, redis, seed};
+use rand::Rng as _;
+
+use crate::helpers::TestDb;
+
+const SCALE: f64 = 0.0001;
+
+/// The test's own stack; its processes are killed when it is dropped.
+struct TestStack {
+    stack: Stack,
+    db: Option<TestDb>,
+}
+
+/// A free port below the kernel's ephemeral range (32768 and up). A port from that range
+/// can be taken while its api instance is down, by an outgoing connection or by the
+/// proxy's health check connecting to itself, and then the restart cannot bind it.
+///
+/// Ports are picked before any server binds them, so a bind check alone could hand out
+/// one port twice (once, Redis and the proxy got the same one). Each port is reserved
+/// by creating a file named after it, which also keeps tests running in other
+/// processes off it; `release_ports` removes the files.
+fn free_port() -> u16 {
+    let dir = ports_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    loop {
+        let port = rand::rng().random_range(20_000..32_000);
+        let mark = dir.join(port.to_string());
+        let reserved = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&mark)
+            .is_ok();
+        if !reserved {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+        let _ = std::fs::remove_file(mark);
+    }
+}
+
+fn ports_dir() -> PathBuf {
+    std::env::temp_dir().join("courser-test-ports")
+}
+
+fn release_ports(layout: &Layout) {
+    let addresses = [&layout.proxy_listen, &layout.proxy_metrics_listen];
+    let ports = addresses
+        .iter()
+        .filter_map(|a| a.rsplit(':').next()?.parse::<u16>().ok())
+        .chain(layout.api_ports.iter().copied())
+        .chain([layout.redis_port]);
+    for port in ports {
+        let _ = std::fs::remove_file(ports_dir().join(port.to_string()));
+    }
+}
+
+/// Where cargo put this workspace's binaries (`courser` is beside the others).
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_courser"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+impl TestStack {
+    async fn start() -> Self {
+        let home = std::env::temp_dir().join(format!(
+            "courser-chaos-{:016x}",
+            rand::rng().random::<u64>()
+        ));
+        let layout = Layout {
+            home,
+            pg_port: 0, // the test database's URL says where Postgres is
+            redis_port: free_port(),
+            api_ports: vec![free_port(), free_port()],
+            proxy_listen: format!("127.0.0.1:{}", free_port()),
+            proxy_metrics_listen: format!("127.0.0.1:{}", free_port()),
+        };
+        layout.create_dirs().unwrap();
+        let db = TestDb::create().await.unwrap();
+        let spec = seed::Spec::from_scale(SCALE, 11).unwrap();
+        seed::load(&db.url, &spec, &seed::Options::new(false))
+            .await
+            .unwrap();
+        let dir = bin_dir();
+        let stack = Stack {
+            layout: layout.clone(),
+            database_url: db.url.clone(),
+            api_key_file: layout.api_key_file(),
+            api_bin: dir.join(api::PROGRAM),
+            proxy_bin: dir.join(proxy::PROGRAM),
+            load_bin: dir.join("courser-load"),
+            redis_bin: binaries::on_path(redis::PROGRAM).expect("redis-server on PATH"),
+            dataset: vec!["--scale".into(), SCALE.to_string()],
+        };
+        let test = Self {
+            stack,
+            db: Some(db),
+        };
+        redis::start(&layout, &test.stack.redis_bin).await.unwrap();
+        let key = apikey::ensure(&layout.api_key_file()).unwrap();
+        api::start_all(&layout, &test.stack.api_bin, &test.stack.database_url, &key)
+            .await
+            .unwrap();
+        proxy::start(&layout, &test.stack.proxy_bin).await.unwrap();
+        test
+    }
+
+    /// A short run: a few seconds of baseline, the fault, a few seconds after.
+    async fn run(&self, fault: Fault, length: Duration) -> Row {
+        let options = Options {
+            rate: 200.0,
+            warmup: Duration::from_secs(2),
+            lead: Duration::from_secs(4),
+            length: Some(length),
+            after: Duration::from_secs(6),
+            out_dir: self.stack.layout.home.join("chaos"),
+        };
+        chaos::run_fault(&self.stack, fault, &options)
+            .await
+            .unwrap()
+    }
+
+    async fn stop(mut self) {
+        self.kill_all();
+        if let Some(db) = self.db.take() {
+            db.drop().await.unwrap();
+        }
+        let _ = std::fs::remove_dir_all(&self.stack.layout.home);
+    }
+
+    fn kill_all(&self) {
+        let layout = &self.stack.layout;
+        let mut managed = vec![proxy::managed(layout), redis::managed(layout)];
+        managed.extend(api::Instance::all(layout).into_iter().map(|i| i.process));
+        for process in managed {
+            if let Some(pid) = process.running_pid() {
+                let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        // A failed test must not leave servers behind.
+        self.kill_all();
+        release_ports(&self.stack.layout);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_an_api_instance_fails_no_read_and_loses_no_acknowledged_write() {
+    let stack = TestStack::start().await;
+    let row = stack.run(Fault::KillApi, Duration::from_secs(2)).await;
+    println!("{}", row.line());
+    assert!(
+        row.writes_acked > 0,
+        "the run acknowledged no write: {row:?}"
+    );
+    assert_eq!(row.errors - row.write_errors, 0, "read errors: {row:?}");
+    assert_eq!(row.lost_writes, 0, "{row:?}");
+    assert_eq!(row.stale_reads, 0, "{row:?}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_then_back_costs_clients_nothing() {
+    let stack = TestStack::start().await;
+    let row = stack.run(Fault::RedisDown, Duration::from_secs(3)).await;
+    println!("{}", row.line());
+    assert!(
+        row.writes_acked > 0,
+        "the run acknowledged no write: {row:?}"
+    );
+    assert_eq!(row.errors, 0, "client errors: {row:?}");
+    assert_eq!(row.lost_writes, 0, "{row:?}");
+    assert_eq!(row.stale_reads, 0, "{row:?}");
+    assert!(
+        redis::ping(stack.stack.layout.redis_port).await.is_ok(),
+        "Redis is back"
+    );
+    stack.stop().await;
+}
