@@ -95,7 +95,11 @@ fn the_before_trial_command_runs_once_before_every_trial() {
         ],
     );
     let trials = done.result.capacity.as_ref().unwrap().trials.len();
-    assert_eq!(trials, 3, "100, 200 and 400/s, all held: {:#?}", done.result.capacity);
+    assert_eq!(
+        trials, 3,
+        "100, 200 and 400/s, all held: {:#?}",
+        done.result.capacity
+    );
     let ran = std::fs::read_to_string(&marks).unwrap().lines().count();
     assert_eq!(ran, trials, "one run of the command per trial");
 }
