@@ -1,77 +1,38 @@
 //! The invalidation bus: a task subscribed to the Redis channel that applies other
 //! instances' invalidations to the in-process tier.
 //!
-//! The in-process tier serves only under a [`Lease`] that the bus renews with a heartbeat:
-//! every `heartbeat_interval` it PINGs Redis on the subscribed connection. Redis answers
-//! in order, after every message it sent before, so once the PONG is in and the messages
+//! The bus renews its half of the [`Lease`](crate::lease::Lease) with a heartbeat: every
+//! `heartbeat_interval` it PINGs Redis on the subscribed connection. Redis answers in
+//! order, after every message it sent before, so once the PONG is in and the messages
 //! queued ahead of it are applied, every invalidation published before the PING went out
-//! has been applied. The lease runs `heartbeat_deadline` from that PING: a connection that
-//! goes silent (Redis paused, a partition with no RST) stops local hits within the
-//! deadline.
+//! has been applied. Redis vouches for `heartbeat_deadline` from that PING: a connection
+//! that goes silent (Redis paused, a partition with no RST) stops vouching within the
+//! deadline, and the in-process tier serves on only if Postgres vouches instead.
 //!
-//! A late PONG only lets the lease lapse until the next one is in time: nothing was
+//! A late PONG only lets Redis stop vouching until the next one is in time: nothing was
 //! missed, since the messages ahead of it are applied before it counts. Under load a
 //! busy process or Redis answers late all the time, and dropping the tier and
 //! resubscribing on each late PONG kept every instance cold, which sent more reads to
 //! Postgres and made the next PONG later still (W3 collapsed). Only a PING unanswered for
 //! [`GIVE_UP_AFTER`] ends the subscription. When the connection drops, the bus holds the
 //! Redis breaker open until it has subscribed again, so that requests go to the source
-//! rather than each try a Redis that is gone. Whenever the subscription starts or ends,
-//! everything the tier holds is condemned, since invalidations may have been missed
-//! meanwhile.
+//! rather than each try a Redis that is gone. When it has subscribed again, the tier is
+//! condemned unless the Postgres bus was connected all along (see `lease`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::{FutureExt as _, StreamExt as _};
 use redis::aio::{PubSub, PubSubStream};
 
 use crate::Inner;
+use crate::lease::Via;
 use crate::remote::{Remote, decode_message, now_micros};
 
 /// How long Redis may leave a subscription or a heartbeat unanswered before the bus
 /// gives up on the connection (a paused Redis accepts the TCP connection and then says
 /// nothing).
 const GIVE_UP_AFTER: Duration = Duration::from_secs(1);
-
-/// Until when the bus vouches for the in-process tier.
-#[derive(Debug)]
-pub(crate) struct Lease {
-    epoch: Instant,
-    /// Microseconds since `epoch` (plus one) of the last PING answered; 0 while down.
-    confirmed: AtomicU64,
-    deadline: Duration,
-}
-
-impl Lease {
-    pub fn new(deadline: Duration) -> Self {
-        Self {
-            epoch: Instant::now(),
-            confirmed: AtomicU64::new(0),
-            deadline,
-        }
-    }
-
-    fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX) + 1
-    }
-
-    fn confirm(&self, at: u64) {
-        self.confirmed.store(at, Ordering::SeqCst);
-    }
-
-    fn end(&self) {
-        self.confirmed.store(0, Ordering::SeqCst);
-    }
-
-    /// Whether every invalidation published more than `deadline` ago has been applied.
-    pub fn holds(&self) -> bool {
-        let confirmed = self.confirmed.load(Ordering::SeqCst);
-        let deadline = u64::try_from(self.deadline.as_micros()).unwrap_or(u64::MAX);
-        confirmed != 0 && self.now().saturating_sub(confirmed) < deadline
-    }
-}
 
 pub(crate) async fn run(client: redis::Client, inner: Arc<Inner>) {
     let mut backoff = Duration::from_millis(50);
@@ -82,9 +43,8 @@ pub(crate) async fn run(client: redis::Client, inner: Arc<Inner>) {
             backoff = Duration::from_millis(50);
             listen(pubsub, &inner, remote).await;
         }
-        inner.lease.end();
+        inner.lease.disconnected(Via::Redis);
         inner.metrics.bus_connected.set(0);
-        inner.local.invalidate_all();
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
@@ -106,8 +66,10 @@ async fn subscribe(client: &redis::Client, channel: &str) -> Option<PubSub> {
 /// Applies messages and keeps the lease renewed until the subscription is lost.
 async fn listen(pubsub: PubSub, inner: &Inner, remote: &Remote) {
     let config = &remote.config;
-    inner.local.invalidate_all();
-    inner.lease.confirm(inner.lease.now());
+    if inner.lease.connected(Via::Redis) {
+        inner.local.invalidate_all();
+    }
+    inner.lease.confirm(Via::Redis, inner.lease.now());
     remote.back();
     inner.metrics.bus_connected.set(1);
     tracing::info!("cache invalidation bus subscribed");
@@ -134,12 +96,12 @@ async fn listen(pubsub: PubSub, inner: &Inner, remote: &Remote) {
                     tracing::warn!("cache invalidation bus: a heartbeat went unanswered; dropping the in-process tier and resubscribing");
                     return;
                 }
-                if !inner.lease.holds() {
-                    // Late: local hits stopped meanwhile, and resume with the next PONG in time.
+                if inner.lease.age(Via::Redis) >= config.heartbeat_deadline {
+                    // Late: Redis stopped vouching meanwhile, and resumes with the next PONG in time.
                     inner.metrics.heartbeat_misses.inc();
                 }
                 drain(&mut stream, inner, remote).await;
-                inner.lease.confirm(sent);
+                inner.lease.confirm(Via::Redis, sent);
             }
         }
     }
@@ -168,32 +130,4 @@ async fn apply(inner: &Inner, remote: &Remote, message: &redis::Msg) {
     inner.metrics.invalidations_received.inc();
     let lag = now_micros().saturating_sub(message.sent_at_micros);
     inner.metrics.invalidation_lag.observe(lag as f64 / 1e6);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_lease_holds_only_within_the_deadline_of_the_last_confirmation() {
-        let lease = Lease::new(Duration::from_millis(30));
-        assert!(!lease.holds(), "not before the first subscription");
-        lease.confirm(lease.now());
-        assert!(lease.holds());
-        let sent = lease.now();
-        std::thread::sleep(Duration::from_millis(40));
-        assert!(
-            !lease.holds(),
-            "lapsed: no answer for longer than the deadline"
-        );
-        lease.confirm(sent);
-        assert!(
-            !lease.holds(),
-            "a PONG counts from when its PING was sent, not when it came back"
-        );
-        lease.confirm(lease.now());
-        assert!(lease.holds());
-        lease.end();
-        assert!(!lease.holds());
-    }
 }

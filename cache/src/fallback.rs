@@ -1,13 +1,21 @@
-//! The fallback path for an invalidation Redis did not take: Postgres `NOTIFY`.
+//! The Postgres bus: `NOTIFY` on a channel every instance LISTENs on, beside the Redis
+//! bus (see `bus`).
 //!
-//! A writer that cannot reach Redis keeps its invalidation pending (see `remote`), but
-//! until it reaches Redis again the other instances would go on serving the old page from
-//! Redis. Postgres is reachable (the write just committed there), so the writer sends the
-//! invalidation with `pg_notify` on a channel every instance LISTENs on. Each instance
-//! that hears it invalidates them in Redis itself (new generation tokens, and a message
-//! on the Redis bus for the others), then forgets them locally; one that cannot
-//! reach Redis either keeps them pending, and so reads nothing from Redis until it has
-//! sent them. One instance hearing it is enough to make Redis fresh for all.
+//! - Every invalidation goes over it, after Redis has its new tokens: the other instances
+//!   apply it to their in-process tiers, so that Postgres can vouch for a tier (see
+//!   `lease`) while Redis cannot. While Redis does not, each instance sends itself a ping
+//!   on the channel every `heartbeat_interval`; its return proves every invalidation
+//!   committed before it has been applied.
+//! - One that Redis did not take is sent as a *fallback*: until the writer reaches Redis
+//!   again the other instances would go on serving the old page from Redis, so each
+//!   instance that hears it invalidates it in Redis itself (new generation tokens, and a
+//!   message on the Redis bus) before it reads from Redis again, and forgets it locally at
+//!   once. Every instance hearing it keeps it pending like that, so none reads the old
+//!   page from Redis, and the first read on any of them makes Redis fresh for all.
+//!
+//! An invalidation whose write committed but whose `NOTIFY` failed (Postgres lost between
+//! the two) reaches only the instances Redis vouches for; a Postgres that is gone also
+//! ends every instance's LISTEN, and with it Postgres's word.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +24,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 
 use crate::Inner;
+use crate::lease::Via;
 use crate::local::Subject;
 use crate::remote::{decode_message, encode_message};
 
@@ -45,27 +54,67 @@ impl Fallback {
         Self { pool, channel }
     }
 
-    /// Sends the subjects to every listening instance; whether Postgres took them all.
-    pub async fn send(&self, sender: u64, subjects: &[Subject]) -> bool {
+    /// Sends the subjects to every listening instance, as a fallback when Redis did not
+    /// take them; whether Postgres took them all.
+    pub async fn send(&self, sender: u64, subjects: &[Subject], fallback: bool) -> bool {
         for chunk in subjects.chunks(CHUNK) {
-            let payload = encode_message(sender, chunk);
-            let notify = sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(&self.channel)
-                .bind(payload)
-                .execute(&self.pool);
-            match tokio::time::timeout(SEND_TIMEOUT, notify).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "cannot send a fallback invalidation");
-                    return false;
-                }
-                Err(_) => {
-                    tracing::warn!("sending a fallback invalidation timed out");
-                    return false;
-                }
+            let message = encode_message(sender, chunk);
+            let payload = if fallback {
+                message
+            } else {
+                format!("{WRITTEN}{message}")
+            };
+            if !self.notify(payload).await {
+                return false;
             }
         }
         true
+    }
+
+    async fn notify(&self, payload: String) -> bool {
+        let notify = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(&self.channel)
+            .bind(payload)
+            .execute(&self.pool);
+        match tokio::time::timeout(SEND_TIMEOUT, notify).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "cannot send a notification to the Postgres bus");
+                false
+            }
+            Err(_) => {
+                tracing::warn!("sending a notification to the Postgres bus timed out");
+                false
+            }
+        }
+    }
+}
+
+/// Payload prefixes: an invalidation Redis took, and a ping (`p<instance> <sent>`).
+const WRITTEN: &str = "w";
+const PING: &str = "p";
+
+/// While Redis does not vouch for the in-process tier, pings this instance over Postgres
+/// so that Postgres does (see `lease`), one ping out at a time.
+pub(crate) async fn ping(inner: Arc<Inner>) {
+    let (Some(fallback), Some(remote)) = (&inner.fallback, &inner.remote) else {
+        return;
+    };
+    let config = &remote.config;
+    let mut beat = tokio::time::interval(config.heartbeat_interval);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        beat.tick().await;
+        // Redis's PONGs come every interval while it vouches; ping once they are late.
+        if !inner.lease.is_up(Via::Postgres)
+            || inner.lease.age(Via::Redis) < config.heartbeat_interval * 2
+        {
+            continue;
+        }
+        let sent = inner.lease.now();
+        fallback
+            .notify(format!("{PING}{} {sent}", remote.instance))
+            .await;
     }
 }
 
@@ -86,11 +135,15 @@ pub(crate) async fn listen(inner: Arc<Inner>) {
             && listener.listen(&fallback.channel).await.is_ok()
         {
             backoff = Duration::from_millis(50);
+            if inner.lease.connected(Via::Postgres) {
+                inner.local.invalidate_all();
+            }
             inner.metrics.fallback_listening.set(1);
             // `None`: the connection was lost (notifications may have been missed).
             while let Ok(Some(notification)) = listener.try_recv().await {
                 receive(&inner, notification.payload()).await;
             }
+            inner.lease.disconnected(Via::Postgres);
             inner.metrics.fallback_listening.set(0);
             tracing::warn!("cache fallback listener lost its Postgres connection");
         }
@@ -100,13 +153,36 @@ pub(crate) async fn listen(inner: Arc<Inner>) {
 }
 
 async fn receive(inner: &Inner, payload: &str) {
-    let (Some(message), Some(remote)) = (decode_message(payload), &inner.remote) else {
+    let Some(remote) = &inner.remote else {
+        return;
+    };
+    if let Some(ping) = payload.strip_prefix(PING) {
+        if let Some((instance, sent)) = ping.split_once(' ')
+            && instance.parse() == Ok(remote.instance)
+            && let Ok(sent) = sent.parse()
+        {
+            inner.lease.confirm(Via::Postgres, sent);
+        }
+        return;
+    }
+    let (written, message) = match payload.strip_prefix(WRITTEN) {
+        Some(message) => (true, message),
+        None => (false, payload),
+    };
+    let Some(message) = decode_message(message) else {
         return;
     };
     if remote.is_own(&message) {
         return;
     }
+    if written {
+        // Redis has the new tokens already (the writer sent them first).
+        inner.local.invalidate_after_redis(&message.subjects).await;
+        return;
+    }
     inner.metrics.fallback_received.inc();
-    remote.invalidate(&message.subjects).await;
+    // Pending first, so that no read here refills from Redis's old page; the next read
+    // sends them. Waiting for Redis here would hold up every notification behind it.
+    remote.defer(&message.subjects);
     inner.local.invalidate_after_redis(&message.subjects).await;
 }

@@ -6,9 +6,10 @@
 //! - [`Cache::invalidate`] is called after a write commits: Redis gets new generation
 //!   tokens, then the local tier forgets (in that order, or a fill between the two could
 //!   store the old page as fresh), and the other instances hear of it on the
-//!   invalidation bus (see `bus`), which the in-process tier relies on only while its
-//!   heartbeat is answered. When Redis does not take it, it goes to the other instances
-//!   over Postgres `NOTIFY` instead, and they invalidate Redis for it (see `fallback`).
+//!   invalidation buses, Redis pub/sub (see `bus`) and Postgres `NOTIFY` (see
+//!   `fallback`); the in-process tier serves only while one of them has its heartbeat
+//!   answered (see `lease`). When Redis does not take it, the instances that hear it
+//!   over Postgres invalidate Redis for it.
 //! - Pages are cached as skeletons with reviewers spliced in from their own fragments
 //!   (see `page`), so a reviewer's change invalidates one fragment, not every page.
 //! - Redis failures cost a timeout at most, then nothing while the breaker is open: reads
@@ -18,6 +19,7 @@ mod breaker;
 mod bus;
 mod config;
 mod fallback;
+mod lease;
 mod local;
 mod metrics;
 mod page;
@@ -35,8 +37,8 @@ pub use config::CacheConfig;
 pub use local::Subject;
 pub use page::{Page, Part, Skeleton};
 
-use bus::Lease;
 use fallback::Fallback;
+use lease::Lease;
 use local::{Filled, Local};
 use metrics::Metrics;
 use remote::{Lookup, Remote};
@@ -79,7 +81,7 @@ pub(crate) struct Inner {
     remote: Option<Remote>,
     fallback: Option<Fallback>,
     local_on: bool,
-    /// Held while the bus is subscribed and its heartbeat answered: the in-process tier
+    /// Held while one of the buses has its heartbeat answered: the in-process tier
     /// serves only then.
     lease: Lease,
     metrics: Metrics,
@@ -139,6 +141,7 @@ impl Cache {
         }
         if inner.fallback.is_some() {
             tasks.push(tokio::spawn(fallback::listen(inner.clone())).abort_handle());
+            tasks.push(tokio::spawn(fallback::ping(inner.clone())).abort_handle());
         }
         Ok(Self {
             inner,
@@ -146,8 +149,8 @@ impl Cache {
         })
     }
 
-    /// Whether the in-process tier is serving: it is on, the bus is subscribed, and its
-    /// last heartbeat was answered within the deadline.
+    /// Whether the in-process tier is serving: it is on, and one of the buses had its
+    /// heartbeat answered within the deadline.
     pub fn local_tier_serving(&self) -> bool {
         self.inner.local_on && self.inner.lease.holds()
     }
@@ -373,23 +376,24 @@ impl Cache {
     }
 
     /// After a write has committed: nothing read before it is served again, here or in
-    /// Redis once this returns, and on the other instances when the bus brings it. When
-    /// Redis does not take it, the instance keeps the invalidation and sends it before
-    /// it reads from Redis again, and meanwhile hands it to the other instances over
-    /// Postgres, which invalidate Redis for it.
+    /// Redis once this returns, and on the other instances when the buses bring it. It
+    /// goes to Redis first, then over Postgres (after Redis, or an instance hearing it
+    /// there could refill from Redis's old page). When Redis does not take it, the
+    /// instance keeps the invalidation and sends it before it reads from Redis again,
+    /// and the other instances, hearing it as a fallback, invalidate Redis for it.
     pub async fn invalidate(&self, subjects: &[Subject]) {
         if subjects.is_empty() {
             return;
         }
         let inner = &self.inner;
-        if let Some(remote) = &inner.remote
-            && !remote.invalidate(subjects).await
-            && let Some(fallback) = &inner.fallback
-        {
-            if fallback.send(remote.instance, subjects).await {
-                inner.metrics.fallback_sent.inc();
-            } else {
-                inner.metrics.fallback_errors.inc();
+        if let Some(remote) = &inner.remote {
+            let redis_took = remote.invalidate(subjects).await;
+            if let Some(fallback) = &inner.fallback {
+                if !fallback.send(remote.instance, subjects, !redis_took).await {
+                    inner.metrics.fallback_errors.inc();
+                } else if !redis_took {
+                    inner.metrics.fallback_sent.inc();
+                }
             }
         }
         inner.local.invalidate_after_redis(subjects).await;

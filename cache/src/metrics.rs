@@ -108,7 +108,7 @@ impl Metrics {
         );
         registry.register(
             "local_serving",
-            "1 while the in-process tier may serve: subscribed, and a heartbeat answered within the deadline",
+            "1 while the in-process tier may serve: a heartbeat over Redis or Postgres answered within the deadline",
             metrics.local_serving.clone(),
         );
         registry.register(
@@ -118,7 +118,7 @@ impl Metrics {
         );
         registry.register(
             "fallback_invalidation_errors",
-            "Invalidations that neither Redis nor Postgres NOTIFY took (kept pending for Redis)",
+            "Invalidations Postgres NOTIFY did not take: instances that only Postgres vouches for miss them (those Redis did not take either stay pending for Redis)",
             metrics.fallback_errors.clone(),
         );
         registry.register(

@@ -294,6 +294,12 @@ impl Remote {
         self.send(subjects, flushing.is_ok()).await
     }
 
+    /// Keeps `subjects` pending: this instance reads nothing from Redis until a read has
+    /// sent them (see [`usable`](Self::usable)).
+    pub fn defer(&self, subjects: &[Subject]) {
+        self.lock_pending().add(subjects.iter().copied());
+    }
+
     /// Sends `subjects`, with a chunk of the pending ones when `with_pending`.
     async fn send(&self, subjects: &[Subject], with_pending: bool) -> bool {
         if self.breaker.skips() {

@@ -1,7 +1,7 @@
-//! A writer cut off from Redis by a partition (its Redis calls time out, nothing is
-//! refused) while the other instances still reach it: the write succeeds, and the other
-//! instances and Redis itself stop serving the old page within the freshness bound,
-//! because the writer's invalidation goes to them over Postgres instead.
+//! Instances cut off from Redis by a partition (their Redis calls time out, nothing is
+//! refused): writes succeed, the in-process tiers serve on under Postgres's heartbeat,
+//! and the other instances and Redis itself stop serving the old page within the
+//! freshness bound, because every invalidation also goes over Postgres.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -92,8 +92,17 @@ async fn comment(app: &TestApp, addr: SocketAddr) -> Value {
 }
 
 async fn metric(app: &TestApp, addr: SocketAddr, name: &str) -> f64 {
+    metric_of(app, addr, name, &[]).await
+}
+
+async fn metric_of(app: &TestApp, addr: SocketAddr, name: &str, labels: &[&str]) -> f64 {
     let text = get(app, addr, "/metrics").await.text().await.unwrap();
-    sample_sum(&text, name, &[])
+    sample_sum(&text, name, labels)
+}
+
+async fn local_page_hits(app: &TestApp, addr: SocketAddr) -> f64 {
+    let labels = [r#"tier="local""#, r#"kind="page""#];
+    metric_of(app, addr, "courser_api_cache_hits_total", &labels).await
 }
 
 /// Waits until the instance's in-process tier serves (bus subscribed, heartbeat answered).
@@ -129,9 +138,7 @@ async fn a_write_on_an_instance_cut_off_from_redis_reaches_the_others_within_the
     // The reader's tier and Redis both hold the page now.
     assert_eq!(comment(&writer, reader).await, "first");
     assert_eq!(comment(&writer, reader).await, "first");
-    let local_hits = r#"courser_api_cache_hits_total{tier="local",kind="page"}"#;
-    let text = get(&writer, reader, "/metrics").await.text().await.unwrap();
-    assert!(text.contains(&format!("{local_hits} 1")), "{text}");
+    assert_eq!(local_page_hits(&writer, reader).await, 1.0);
 
     // The fallback listeners survive losing their Postgres connection.
     let listeners = "SELECT pid FROM pg_stat_activity \
@@ -199,11 +206,88 @@ async fn a_write_on_an_instance_cut_off_from_redis_reaches_the_others_within_the
     let received = "courser_api_cache_fallback_invalidations_received_total";
     assert_eq!(metric(&writer, writer.addr, sent).await, 1.0);
     assert!(metric(&writer, reader, received).await >= 1.0);
-    until_local_serving(&writer, writer.addr, false).await;
+    let hits = local_page_hits(&writer, writer.addr).await;
+    assert_eq!(comment(&writer, writer.addr).await, "edited");
+    assert_eq!(comment(&writer, writer.addr).await, "edited");
+    assert!(
+        local_page_hits(&writer, writer.addr).await > hits,
+        "Postgres vouches for the writer's in-process tier while Redis cannot"
+    );
 
     // Healed: the writer resubscribes and sends what it kept; everyone agrees.
     partition.set_cut(false);
     until_local_serving(&writer, writer.addr, true).await;
     assert_eq!(comment(&writer, writer.addr).await, "edited");
     assert_eq!(comment(&writer, reader).await, "edited");
+}
+
+#[tokio::test]
+async fn with_redis_unreachable_the_in_process_tiers_serve_on_and_writes_still_reach_them() {
+    let redis = redis_url();
+    let partition = Partition::to(redis.trim_start_matches("redis://").to_owned()).await;
+    let test_db = TestDb::create().await;
+    let cut_off = Config {
+        redis_url: partition.url(),
+        ..test_config(&test_db.url)
+    };
+    let writer = spawn_app_with(cut_off.clone(), test_db).await;
+    let reader = instance(&cut_off).await;
+    until_local_serving(&writer, writer.addr, true).await;
+    until_local_serving(&writer, reader, true).await;
+    writer.create_course(1).await;
+    let reviewer = writer.create_reviewer("Ann").await;
+    let review = writer.create_review(1, reviewer, 3.0, "first").await;
+    assert_eq!(comment(&writer, reader).await, "first");
+
+    // Redis goes silent for both (as a paused Redis or a partition does): Redis stops
+    // vouching within its deadline, and Postgres's heartbeat vouches instead.
+    partition.set_cut(true);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let page_loads = async || {
+        let labels = [r#"kind="page""#];
+        metric_of(&writer, reader, "courser_api_cache_loads_total", &labels).await
+    };
+    let (hits, loaded) = (local_page_hits(&writer, reader).await, page_loads().await);
+    for _ in 0..5 {
+        assert_eq!(comment(&writer, reader).await, "first");
+    }
+    let served_locally = local_page_hits(&writer, reader).await - hits;
+    // A heartbeat late on a busy machine may send a read or two to the tiers below.
+    assert!(
+        served_locally >= 3.0,
+        "{served_locally} of 5 reads were local hits"
+    );
+    assert!(page_loads().await - loaded <= 5.0 - served_locally);
+
+    let edit = writer
+        .put(
+            &format!("/review/{}", review["id"]),
+            json!({"rating": 3.0, "comment": "edited"}),
+        )
+        .await;
+    assert_eq!(edit.status(), 200, "a write succeeds without Redis");
+    let answered = Instant::now();
+    while comment(&writer, reader).await != "edited" {
+        let waited = answered.elapsed();
+        assert!(
+            waited < Duration::from_millis(100),
+            "the reader served the old page {waited:?} after the write answered"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(comment(&writer, writer.addr).await, "edited");
+
+    // Healed: Redis vouches again, and nobody serves the old page from it.
+    partition.set_cut(false);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for addr in [writer.addr, reader] {
+        until_local_serving(&writer, addr, true).await;
+        assert_eq!(comment(&writer, addr).await, "edited");
+    }
+    let direct = Config {
+        redis_url: redis,
+        ..cut_off
+    };
+    let late = instance(&direct).await;
+    assert_eq!(comment(&writer, late).await, "edited");
 }
