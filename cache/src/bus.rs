@@ -93,7 +93,7 @@ async fn listen(pubsub: PubSub, inner: &Inner, remote: &Remote) {
                     tokio::time::timeout(GIVE_UP_AFTER, sink.ping::<redis::Value>()).await;
                 if !matches!(answered, Ok(Ok(_))) {
                     inner.metrics.heartbeat_misses.inc();
-                    tracing::warn!("cache invalidation bus: a heartbeat went unanswered; dropping the in-process tier and resubscribing");
+                    tracing::warn!("cache invalidation bus: a heartbeat went unanswered for 1 s; resubscribing");
                     return;
                 }
                 if inner.lease.age(Via::Redis) >= config.heartbeat_deadline {

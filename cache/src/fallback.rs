@@ -100,15 +100,15 @@ pub(crate) async fn ping(inner: Arc<Inner>) {
     let (Some(fallback), Some(remote)) = (&inner.fallback, &inner.remote) else {
         return;
     };
-    let config = &remote.config;
-    let mut beat = tokio::time::interval(config.heartbeat_interval);
+    let interval = remote.config.heartbeat_interval;
+    // Redis's PONGs come every interval while it vouches: ping once one is half an
+    // interval late, so that Postgres's word is in before Redis's lapses.
+    let late = interval + interval / 2;
+    let mut beat = tokio::time::interval(interval / 2);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         beat.tick().await;
-        // Redis's PONGs come every interval while it vouches; ping once they are late.
-        if !inner.lease.is_up(Via::Postgres)
-            || inner.lease.age(Via::Redis) < config.heartbeat_interval * 2
-        {
+        if !inner.lease.is_up(Via::Postgres) || inner.lease.age(Via::Redis) < late {
             continue;
         }
         let sent = inner.lease.now();

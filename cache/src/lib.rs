@@ -83,7 +83,7 @@ pub(crate) struct Inner {
     local_on: bool,
     /// Held while one of the buses has its heartbeat answered: the in-process tier
     /// serves only then.
-    lease: Lease,
+    lease: Arc<Lease>,
     metrics: Metrics,
 }
 
@@ -119,10 +119,11 @@ impl Cache {
     ) -> Result<Self, CacheError> {
         let metrics = Metrics::new(registry);
         let instance = rand::random::<u64>();
+        let lease = Arc::new(Lease::new(config.heartbeat_deadline));
         let remote = config
             .redis_url
             .as_deref()
-            .map(|url| Remote::new(url, config, metrics.clone(), instance))
+            .map(|url| Remote::new(url, config, metrics.clone(), instance, lease.clone()))
             .transpose()?;
         let inner = Arc::new(Inner {
             local: Local::new(config),
@@ -131,7 +132,7 @@ impl Cache {
                 .map(|pool| Fallback::new(pool, &config.key_prefix)),
             remote,
             local_on: config.local_bytes > 0,
-            lease: Lease::new(config.heartbeat_deadline),
+            lease,
             metrics,
         });
         let mut tasks = Vec::new();

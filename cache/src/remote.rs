@@ -2,12 +2,14 @@
 //! stored with the generation token of its course or reviewer as read before the load.
 //! A write replaces the token with a new random one, so an entry stored by a reader that
 //! began before the write never matches again, whenever it lands. Every call has a
-//! timeout and goes through the breaker; a failed invalidation is remembered and sent
-//! before this instance reads from Redis again.
+//! timeout and goes through the breaker, and none is made while the bus's heartbeat is
+//! late past its deadline (a paused Redis would hold each for the whole timeout); a
+//! failed or skipped invalidation is remembered and sent before this instance reads from
+//! Redis again.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -16,6 +18,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::breaker::Breaker;
 use crate::config::CacheConfig;
+use crate::lease::{Lease, Via};
 use crate::local::Subject;
 use crate::metrics::Metrics;
 use crate::page::Skeleton;
@@ -72,6 +75,8 @@ pub(crate) enum Lookup<T> {
 pub(crate) struct Remote {
     connection: ConnectionManager,
     breaker: Breaker,
+    /// Whose Redis side says whether Redis is answering the bus's heartbeat.
+    lease: Arc<Lease>,
     /// Invalidations that could not be sent; sent before this instance reads again.
     pending: Mutex<Pending>,
     /// Held by the one call sending pending invalidations.
@@ -95,6 +100,7 @@ impl Remote {
         config: &CacheConfig,
         metrics: Metrics,
         instance: u64,
+        lease: Arc<Lease>,
     ) -> RedisResult<Self> {
         let client = redis::Client::open(url)?;
         let manager_config = ConnectionManagerConfig::new()
@@ -104,6 +110,7 @@ impl Remote {
         Ok(Self {
             connection: ConnectionManager::new_lazy_with_config(client, manager_config)?,
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
+            lease,
             pending: Mutex::new(Pending::default()),
             flushing: tokio::sync::Mutex::new(()),
             prefix: config.key_prefix.clone(),
@@ -129,12 +136,19 @@ impl Remote {
         self.breaker.release();
     }
 
+    /// Whether calls skip Redis because the bus's heartbeat is late past its deadline:
+    /// Redis is paused or the link is silent, and each call would wait out its timeout
+    /// before the breaker had counted enough failures to open.
+    fn silent(&self) -> bool {
+        self.lease.age(Via::Redis) >= self.config.heartbeat_deadline
+    }
+
     /// One Redis call under the breaker and the timeout; `None` when skipped or failed.
     async fn call<T, F>(&self, call: impl FnOnce(ConnectionManager) -> F) -> Option<T>
     where
         F: Future<Output = RedisResult<T>>,
     {
-        if !self.breaker.allows() {
+        if self.silent() || !self.breaker.allows() {
             return None;
         }
         match tokio::time::timeout(self.config.redis_timeout, call(self.connection.clone())).await {
@@ -302,7 +316,7 @@ impl Remote {
 
     /// Sends `subjects`, with a chunk of the pending ones when `with_pending`.
     async fn send(&self, subjects: &[Subject], with_pending: bool) -> bool {
-        if self.breaker.skips() {
+        if self.silent() || self.breaker.skips() {
             // Not even built: with Redis away for long, the pending set holds thousands
             // of subjects.
             self.lock_pending().add(subjects.iter().copied());
