@@ -83,7 +83,7 @@ impl Db {
         wait.finish(matches!(acquired, Err(sqlx::Error::PoolTimedOut)));
         Ok(Conn {
             conn: acquired?,
-            db: self.clone(),
+            metrics: self.metrics.clone(),
         })
     }
 
@@ -102,15 +102,15 @@ impl Db {
 #[derive(Debug)]
 pub struct Conn {
     conn: PoolConnection<Postgres>,
-    db: Db,
+    metrics: Arc<DbMetrics>,
 }
 
 impl Conn {
     /// Starts a transaction on this connection; it rolls back if dropped uncommitted.
     pub async fn begin(&mut self) -> sqlx::Result<Tx<'_>> {
-        let db = &self.db;
-        let tx = timed(db, QueryName::Begin, Acquire::begin(&mut self.conn)).await?;
-        Ok(Tx { tx, db })
+        let metrics = &*self.metrics;
+        let tx = timed(metrics, QueryName::Begin, Acquire::begin(&mut self.conn)).await?;
+        Ok(Tx { tx, metrics })
     }
 }
 
@@ -118,12 +118,12 @@ impl Conn {
 #[derive(Debug)]
 pub struct Tx<'c> {
     tx: Transaction<'c, Postgres>,
-    db: &'c Db,
+    metrics: &'c DbMetrics,
 }
 
 impl Tx<'_> {
     pub async fn commit(self) -> sqlx::Result<()> {
-        timed(self.db, QueryName::Commit, self.tx.commit()).await
+        timed(self.metrics, QueryName::Commit, self.tx.commit()).await
     }
 }
 
@@ -133,7 +133,7 @@ pub enum Exec<'c> {
     /// A statement of its own, on a connection taken from the pool for it.
     Pool(&'c Db),
     /// A connection already held, in a transaction or not.
-    Held(&'c mut PgConnection, &'c Db),
+    Held(&'c mut PgConnection, &'c DbMetrics),
 }
 
 impl<'c> From<&'c Db> for Exec<'c> {
@@ -144,13 +144,13 @@ impl<'c> From<&'c Db> for Exec<'c> {
 
 impl<'c> From<&'c mut Conn> for Exec<'c> {
     fn from(conn: &'c mut Conn) -> Self {
-        Self::Held(&mut conn.conn, &conn.db)
+        Self::Held(&mut conn.conn, &conn.metrics)
     }
 }
 
 impl<'c> From<&'c mut Tx<'_>> for Exec<'c> {
     fn from(tx: &'c mut Tx<'_>) -> Self {
-        Self::Held(&mut tx.tx, tx.db)
+        Self::Held(&mut tx.tx, tx.metrics)
     }
 }
 
@@ -165,32 +165,23 @@ impl Exec<'_> {
         match self {
             Self::Pool(db) => {
                 let mut conn = db.acquire().await?;
-                timed(db, query, statement(&mut conn.conn)).await
+                timed(&db.metrics, query, statement(&mut conn.conn)).await
             }
-            Self::Held(conn, db) => timed(db, query, statement(conn)).await,
+            Self::Held(conn, metrics) => timed(metrics, query, statement(conn)).await,
         }
     }
 }
 
 /// Awaits one statement and records its time, rows and outcome. A statement abandoned
-/// halfway (the request timed out or its client left) is recorded as it is dropped. A
-/// server that says it is shutting down is marked unreachable at once, so that the
-/// requests behind this one answer 503 rather than wait for its end (fault case 4).
+/// halfway (the request timed out or its client left) is recorded as it is dropped.
 async fn timed<T: Rows>(
-    db: &Db,
+    metrics: &DbMetrics,
     query: QueryName,
     statement: impl Future<Output = sqlx::Result<T>>,
 ) -> sqlx::Result<T> {
-    let timer = db.metrics.start_query(query);
+    let timer = metrics.start_query(query);
     let result = statement.await;
     timer.finish(result.as_ref().ok().map(Rows::rows));
-    if let Err(sqlx::Error::Database(error)) = &result
-        && error
-            .code()
-            .is_some_and(|code| reachability::SHUTTING_DOWN.contains(&&*code))
-    {
-        db.reach.down();
-    }
     result
 }
 

@@ -5,11 +5,7 @@
 //! packet, which a server that is shutting down or starting up refuses at once (SQLSTATE
 //! 57P03, which sqlx's pool would also retry for 2 s). If not, the database is marked
 //! unreachable and requests answer 503 at once, except one every [`RETRY_EVERY`] that
-//! tries again and so notices its return. A statement that fails with the server saying
-//! it is going away ([`SHUTTING_DOWN`]) marks it unreachable too: under load, a shutting
-//! down server can take longer than the check's timeout to refuse a session, and the
-//! requests waiting on the pool meanwhile waited for the whole shutdown (fault case 4).
-//! The price: a single backend terminated by hand costs up to [`RETRY_EVERY`] of 503s.
+//! tries again and so notices its return.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -24,9 +20,6 @@ const CHECK_TIMEOUT: Duration = Duration::from_millis(250);
 /// SQLSTATE `cannot_connect_now`: the server is shutting down, starting up or in
 /// recovery and takes no session.
 const CANNOT_CONNECT_NOW: &[u8] = b"57P03";
-/// SQLSTATEs of a server going away: `admin_shutdown` (a fast or smart shutdown, or a
-/// terminated backend), `crash_shutdown`, `cannot_connect_now`.
-pub const SHUTTING_DOWN: [&str; 3] = ["57P01", "57P02", "57P03"];
 /// While down, one request this often goes through to try the database again.
 const RETRY_EVERY: Duration = Duration::from_millis(250);
 
@@ -108,9 +101,7 @@ impl Reachability {
         self.down_at.store(0, Ordering::Release);
     }
 
-    /// Marks the database unreachable (a failed check, or a server that said it is
-    /// going away).
-    pub fn down(&self) {
+    fn down(&self) {
         self.down_at.store(self.now(), Ordering::Release);
     }
 

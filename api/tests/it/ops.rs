@@ -38,59 +38,6 @@ async fn readiness_answers_503_when_the_database_is_gone_while_health_stays_200(
 }
 
 #[tokio::test]
-async fn a_server_saying_it_is_going_away_fails_the_requests_behind_fast_until_it_answers_again() {
-    let app = spawn_app().await;
-    app.create_course(1).await;
-    // A statement of the api's waits on a lock while its backend is terminated, as a
-    // Postgres shutting down does to every session (SQLSTATE 57P01).
-    let mut lock = app.db.begin().await.unwrap();
-    sqlx::query("LOCK TABLE ratings IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
-    let blocked = tokio::spawn({
-        let (client, url) = (app.client.clone(), app.url("/rating/1"));
-        async move { client.get(url).send().await.unwrap().status() }
-    });
-    let waiting = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-        AND application_name = 'courser-api' AND wait_event_type = 'Lock'";
-    let start = Instant::now();
-    let pid: i32 = loop {
-        if let Some(pid) = sqlx::query_scalar(waiting)
-            .fetch_optional(&app.db)
-            .await
-            .unwrap()
-        {
-            break pid;
-        }
-        assert!(start.elapsed() < Duration::from_secs(5), "never waited");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    sqlx::query("SELECT pg_terminate_backend($1)")
-        .bind(pid)
-        .execute(&app.db)
-        .await
-        .unwrap();
-    assert_eq!(blocked.await.unwrap(), StatusCode::SERVICE_UNAVAILABLE);
-    lock.rollback().await.unwrap();
-
-    // The database is marked down: the next request fails at once, without waiting for
-    // a connection, although this server is in fact fine...
-    assert_problem(
-        app.get("/rating/1").await,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-    )
-    .await;
-    // ...and one request a quarter-second tries it again and finds it back.
-    let start = Instant::now();
-    while app.get("/rating/1").await.status() != StatusCode::OK {
-        assert!(start.elapsed() < Duration::from_secs(2), "not back");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-#[tokio::test]
 async fn a_stopping_instance_leaves_the_balancer_then_stops_once_requests_cease() {
     let test_db = TestDb::create().await;
     let config = Config {
