@@ -117,6 +117,49 @@ async fn until_local_serving(app: &TestApp, addr: SocketAddr, serving: bool) {
     }
 }
 
+/// A writer and a reader instance with their in-process tiers serving, and a review of
+/// course 1 that the reader has read once.
+async fn writer_and_reader(
+    writer: Config,
+    reader: &Config,
+    test_db: TestDb,
+) -> (TestApp, SocketAddr, Value) {
+    let writer = spawn_app_with(writer, test_db).await;
+    let reader = instance(reader).await;
+    until_local_serving(&writer, writer.addr, true).await;
+    until_local_serving(&writer, reader, true).await;
+    writer.create_course(1).await;
+    let reviewer = writer.create_reviewer("Ann").await;
+    let review = writer.create_review(1, reviewer, 3.0, "first").await;
+    assert_eq!(comment(&writer, reader).await, "first");
+    (writer, reader, review)
+}
+
+/// Edits the review's comment through `writer` (which cannot reach Redis) and waits for
+/// `reader` to show it: within the freshness bound of the write's answer.
+async fn edit_then_read_on(writer: &TestApp, review: &Value, reader: SocketAddr) {
+    let edit = writer
+        .put(
+            &format!("/review/{}", review["id"]),
+            json!({"rating": 3.0, "comment": "edited"}),
+        )
+        .await;
+    assert_eq!(edit.status(), 200, "a write succeeds without Redis");
+    let answered = Instant::now();
+    while comment(writer, reader).await != "edited" {
+        let waited = answered.elapsed();
+        assert!(
+            waited < Duration::from_millis(100),
+            "the reader served the old page {waited:?} after the write answered"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    eprintln!(
+        "the reader served the new page {:?} after the write answered",
+        answered.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn a_write_on_an_instance_cut_off_from_redis_reaches_the_others_within_the_bound() {
     let redis = redis_url();
@@ -127,16 +170,8 @@ async fn a_write_on_an_instance_cut_off_from_redis_reaches_the_others_within_the
         redis_url: partition.url(),
         ..direct.clone()
     };
-    let writer = spawn_app_with(cut_off, test_db).await;
-    let reader = instance(&direct).await;
-    until_local_serving(&writer, writer.addr, true).await;
-    until_local_serving(&writer, reader, true).await;
-
-    writer.create_course(1).await;
-    let reviewer = writer.create_reviewer("Ann").await;
-    let review = writer.create_review(1, reviewer, 3.0, "first").await;
+    let (writer, reader, review) = writer_and_reader(cut_off, &direct, test_db).await;
     // The reader's tier and Redis both hold the page now.
-    assert_eq!(comment(&writer, reader).await, "first");
     assert_eq!(comment(&writer, reader).await, "first");
     assert_eq!(local_page_hits(&writer, reader).await, 1.0);
 
@@ -172,26 +207,7 @@ async fn a_write_on_an_instance_cut_off_from_redis_reaches_the_others_within_the
     }
 
     partition.set_cut(true);
-    let edit = writer
-        .put(
-            &format!("/review/{}", review["id"]),
-            json!({"rating": 3.0, "comment": "edited"}),
-        )
-        .await;
-    assert_eq!(edit.status(), 200, "a write succeeds without Redis");
-    let answered = Instant::now();
-    while comment(&writer, reader).await != "edited" {
-        let waited = answered.elapsed();
-        assert!(
-            waited < Duration::from_millis(100),
-            "the reader served the old page {waited:?} after the write answered"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    eprintln!(
-        "the reader served the new page {:?} after the write answered",
-        answered.elapsed()
-    );
+    edit_then_read_on(&writer, &review, reader).await;
     assert_eq!(
         comment(&writer, writer.addr).await,
         "edited",
@@ -230,14 +246,7 @@ async fn with_redis_unreachable_the_in_process_tiers_serve_on_and_writes_still_r
         redis_url: partition.url(),
         ..test_config(&test_db.url)
     };
-    let writer = spawn_app_with(cut_off.clone(), test_db).await;
-    let reader = instance(&cut_off).await;
-    until_local_serving(&writer, writer.addr, true).await;
-    until_local_serving(&writer, reader, true).await;
-    writer.create_course(1).await;
-    let reviewer = writer.create_reviewer("Ann").await;
-    let review = writer.create_review(1, reviewer, 3.0, "first").await;
-    assert_eq!(comment(&writer, reader).await, "first");
+    let (writer, reader, review) = writer_and_reader(cut_off.clone(), &cut_off, test_db).await;
 
     // Redis goes silent for both (as a paused Redis or a partition does): Redis stops
     // vouching within its deadline, and Postgres's heartbeat vouches instead.
@@ -259,22 +268,7 @@ async fn with_redis_unreachable_the_in_process_tiers_serve_on_and_writes_still_r
     );
     assert!(page_loads().await - loaded <= 5.0 - served_locally);
 
-    let edit = writer
-        .put(
-            &format!("/review/{}", review["id"]),
-            json!({"rating": 3.0, "comment": "edited"}),
-        )
-        .await;
-    assert_eq!(edit.status(), 200, "a write succeeds without Redis");
-    let answered = Instant::now();
-    while comment(&writer, reader).await != "edited" {
-        let waited = answered.elapsed();
-        assert!(
-            waited < Duration::from_millis(100),
-            "the reader served the old page {waited:?} after the write answered"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    edit_then_read_on(&writer, &review, reader).await;
     assert_eq!(comment(&writer, writer.addr).await, "edited");
 
     // Healed: Redis vouches again, and nobody serves the old page from it.
