@@ -74,9 +74,9 @@ impl Fallback {
     async fn notify(&self, payload: String) -> bool {
         // Postgres serialises the commits of transactions that notify, each holding the
         // lock through its WAL flush: with every write's invalidation notified, a slow
-        // flush stalled every write (400 ms under W3). Nothing here needs the flush (a
-        // notification does not outlive a crash anyway), so this commit does not wait
-        // for it.
+        // flush stalled every write (400 ms in fault case 3). Nothing here needs the
+        // flush (a notification does not outlive a crash anyway), so this commit does
+        // not wait for it.
         let notify =
             sqlx::query("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)")
                 .bind(&self.channel)
