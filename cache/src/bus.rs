@@ -96,7 +96,7 @@ async fn listen(pubsub: PubSub, inner: &Inner, remote: &Remote) {
                     tracing::warn!("cache invalidation bus: a heartbeat went unanswered for 1 s; resubscribing");
                     return;
                 }
-                if inner.lease.age(Via::Redis) >= config.heartbeat_deadline {
+                if !inner.lease.vouches(Via::Redis) {
                     // Late: Redis stopped vouching meanwhile, and resumes with the next PONG in time.
                     inner.metrics.heartbeat_misses.inc();
                 }

@@ -5,7 +5,7 @@
 //! - The Redis bus proves it with a PING on its subscribed connection (see `bus`).
 //! - The Postgres bus proves it with a `NOTIFY` this instance sends itself: Postgres
 //!   delivers notifications in commit order, so once it is back, every invalidation
-//!   committed before it has been applied (see `fallback`). Every write's invalidation goes
+//!   committed before it has been applied (see `postgres_bus`). Every write's invalidation goes
 //!   over Postgres too, so a tier vouched for by Postgres alone misses nothing, and a
 //!   Redis that is paused or gone does not take the in-process tier down with it.
 //!
@@ -81,9 +81,15 @@ impl Lease {
         }
     }
 
+    /// Whether `via` proved less than `deadline` ago that everything sent over it before
+    /// then has been applied.
+    pub fn vouches(&self, via: Via) -> bool {
+        self.age(via) < self.deadline
+    }
+
     /// Whether every invalidation sent more than `deadline` ago has been applied.
     pub fn holds(&self) -> bool {
-        self.age(Via::Redis) < self.deadline || self.age(Via::Postgres) < self.deadline
+        self.vouches(Via::Redis) || self.vouches(Via::Postgres)
     }
 
     /// `via` is connected; returns whether the tier must be condemned, because the other

@@ -7,7 +7,7 @@
 //!   tokens, then the local tier forgets (in that order, or a fill between the two could
 //!   store the old page as fresh), and the other instances hear of it on the
 //!   invalidation buses, Redis pub/sub (see `bus`) and Postgres `NOTIFY` (see
-//!   `fallback`); the in-process tier serves only while one of them has its heartbeat
+//!   `postgres_bus`); the in-process tier serves only while one of them has its heartbeat
 //!   answered (see `lease`). When Redis does not take it, the instances that hear it
 //!   over Postgres invalidate Redis for it.
 //! - Pages are cached as skeletons with reviewers spliced in from their own fragments
@@ -18,11 +18,11 @@
 mod breaker;
 mod bus;
 mod config;
-mod fallback;
 mod lease;
 mod local;
 mod metrics;
 mod page;
+mod postgres_bus;
 mod remote;
 
 use std::collections::HashMap;
@@ -37,10 +37,10 @@ pub use config::CacheConfig;
 pub use local::Subject;
 pub use page::{Page, Part, Skeleton};
 
-use fallback::Fallback;
 use lease::Lease;
 use local::{Filled, Local};
 use metrics::Metrics;
+use postgres_bus::PostgresBus;
 use remote::{Lookup, Remote};
 
 /// A page as loaded from the source: its skeleton and the reviewers it shows.
@@ -79,7 +79,7 @@ pub enum CacheError {
 pub(crate) struct Inner {
     local: Local,
     remote: Option<Remote>,
-    fallback: Option<Fallback>,
+    postgres_bus: Option<PostgresBus>,
     local_on: bool,
     /// Held while one of the buses has its heartbeat answered: the in-process tier
     /// serves only then.
@@ -87,7 +87,7 @@ pub(crate) struct Inner {
     metrics: Metrics,
 }
 
-/// Stops the background tasks (the bus, the fallback listener) when the last handle to
+/// Stops the background tasks (the two buses, the Postgres pinger) when the last handle to
 /// the cache goes.
 #[derive(Debug)]
 struct Tasks(Vec<tokio::task::AbortHandle>);
@@ -109,8 +109,8 @@ pub struct Cache {
 
 impl Cache {
     /// Builds the cache and, with Redis configured, starts its bus, and with `postgres`
-    /// given, the fallback path for invalidations Redis does not take (every instance
-    /// should be given the database its writes go to). Never waits for Redis or Postgres:
+    /// given as well, the Postgres bus (every instance should be given the database its
+    /// writes go to). Never waits for Redis or Postgres:
     /// one that is down at start is one that is down.
     pub fn new(
         config: &CacheConfig,
@@ -127,9 +127,9 @@ impl Cache {
             .transpose()?;
         let inner = Arc::new(Inner {
             local: Local::new(config),
-            fallback: postgres
+            postgres_bus: postgres
                 .filter(|_| remote.is_some())
-                .map(|pool| Fallback::new(pool, &config.key_prefix)),
+                .map(|pool| PostgresBus::new(pool, &config.key_prefix)),
             remote,
             local_on: config.local_bytes > 0,
             lease,
@@ -140,9 +140,9 @@ impl Cache {
             let client = redis::Client::open(url.as_str())?;
             tasks.push(tokio::spawn(bus::run(client, inner.clone())).abort_handle());
         }
-        if inner.fallback.is_some() {
-            tasks.push(tokio::spawn(fallback::listen(inner.clone())).abort_handle());
-            tasks.push(tokio::spawn(fallback::ping(inner.clone())).abort_handle());
+        if inner.postgres_bus.is_some() {
+            tasks.push(tokio::spawn(postgres_bus::listen(inner.clone())).abort_handle());
+            tasks.push(tokio::spawn(postgres_bus::ping(inner.clone())).abort_handle());
         }
         Ok(Self {
             inner,
@@ -389,8 +389,8 @@ impl Cache {
         let inner = &self.inner;
         if let Some(remote) = &inner.remote {
             let redis_took = remote.invalidate(subjects).await;
-            if let Some(fallback) = &inner.fallback {
-                if !fallback.send(remote.instance, subjects, !redis_took).await {
+            if let Some(bus) = &inner.postgres_bus {
+                if !bus.send(remote.instance, subjects, redis_took).await {
                     inner.metrics.fallback_errors.inc();
                 } else if !redis_took {
                     inner.metrics.fallback_sent.inc();

@@ -128,7 +128,7 @@ impl Metrics {
         );
         registry.register(
             "fallback_listening",
-            "1 while listening for fallback invalidations on Postgres",
+            "1 while the Postgres invalidation bus is listening",
             metrics.fallback_listening.clone(),
         );
         registry.register_with_unit(

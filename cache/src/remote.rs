@@ -140,7 +140,7 @@ impl Remote {
     /// Redis is paused or the link is silent, and each call would wait out its timeout
     /// before the breaker had counted enough failures to open.
     fn silent(&self) -> bool {
-        self.lease.age(Via::Redis) >= self.config.heartbeat_deadline
+        !self.lease.vouches(Via::Redis)
     }
 
     /// One Redis call under the breaker and the timeout; `None` when skipped or failed.

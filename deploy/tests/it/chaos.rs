@@ -19,50 +19,54 @@ const SCALE: f64 = 0.0001;
 struct TestStack {
     stack: Stack,
     db: Option<TestDb>,
+    /// Released after the processes on them are killed (fields drop after `drop`).
+    _ports: Ports,
 }
 
-/// A free port below the kernel's ephemeral range (32768 and up). A port from that range
-/// can be taken while its api instance is down, by an outgoing connection or by the
-/// proxy's health check connecting to itself, and then the restart cannot bind it.
+/// Ports reserved for one test stack, free again when it is dropped.
 ///
-/// Ports are picked before any server binds them, so a bind check alone could hand out
-/// one port twice (once, Redis and the proxy got the same one). Each port is reserved
-/// by creating a file named after it, which also keeps tests running in other
-/// processes off it; `release_ports` removes the files.
-fn free_port() -> u16 {
-    let dir = ports_dir();
-    std::fs::create_dir_all(&dir).unwrap();
-    loop {
-        let port = rand::rng().random_range(20_000..32_000);
-        let mark = dir.join(port.to_string());
-        let reserved = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&mark)
-            .is_ok();
-        if !reserved {
-            continue;
+/// Each is below the kernel's ephemeral range (32768 and up): a port from that range can
+/// be taken while its api instance is down, by an outgoing connection or by the proxy's
+/// health check connecting to itself, and then the restart cannot bind it. Ports are
+/// picked before any server binds them, so a bind check alone could hand out one port
+/// twice (once, Redis and the proxy got the same one): each is reserved by creating a
+/// file named after it, which also keeps tests running in other processes off it.
+#[derive(Default)]
+struct Ports(Vec<u16>);
+
+impl Ports {
+    fn dir() -> PathBuf {
+        std::env::temp_dir().join("courser-test-ports")
+    }
+
+    fn reserve(&mut self) -> u16 {
+        let dir = Self::dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        loop {
+            let port = rand::rng().random_range(20_000..32_000);
+            let mark = dir.join(port.to_string());
+            let reserved = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&mark)
+                .is_ok();
+            if !reserved {
+                continue;
+            }
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                self.0.push(port);
+                return port;
+            }
+            let _ = std::fs::remove_file(mark);
         }
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-        let _ = std::fs::remove_file(mark);
     }
 }
 
-fn ports_dir() -> PathBuf {
-    std::env::temp_dir().join("courser-test-ports")
-}
-
-fn release_ports(layout: &Layout) {
-    let addresses = [&layout.proxy_listen, &layout.proxy_metrics_listen];
-    let ports = addresses
-        .iter()
-        .filter_map(|a| a.rsplit(':').next()?.parse::<u16>().ok())
-        .chain(layout.api_ports.iter().copied())
-        .chain([layout.redis_port]);
-    for port in ports {
-        let _ = std::fs::remove_file(ports_dir().join(port.to_string()));
+impl Drop for Ports {
+    fn drop(&mut self) {
+        for port in &self.0 {
+            let _ = std::fs::remove_file(Self::dir().join(port.to_string()));
+        }
     }
 }
 
@@ -80,13 +84,14 @@ impl TestStack {
             "courser-chaos-{:016x}",
             rand::rng().random::<u64>()
         ));
+        let mut ports = Ports::default();
         let layout = Layout {
             home,
             pg_port: 0, // the test database's URL says where Postgres is
-            redis_port: free_port(),
-            api_ports: vec![free_port(), free_port()],
-            proxy_listen: format!("127.0.0.1:{}", free_port()),
-            proxy_metrics_listen: format!("127.0.0.1:{}", free_port()),
+            redis_port: ports.reserve(),
+            api_ports: vec![ports.reserve(), ports.reserve()],
+            proxy_listen: format!("127.0.0.1:{}", ports.reserve()),
+            proxy_metrics_listen: format!("127.0.0.1:{}", ports.reserve()),
         };
         layout.create_dirs().unwrap();
         let db = TestDb::create().await.unwrap();
@@ -108,6 +113,7 @@ impl TestStack {
         let test = Self {
             stack,
             db: Some(db),
+            _ports: ports,
         };
         redis::start(&layout, &test.stack.redis_bin).await.unwrap();
         let key = apikey::ensure(&layout.api_key_file()).unwrap();
@@ -118,7 +124,8 @@ impl TestStack {
         test
     }
 
-    /// A short run: a few seconds of baseline, the fault, a few seconds after.
+    /// A short run: a few seconds of baseline, the fault, a few seconds after; checks that
+    /// writes were acknowledged and none was lost or read stale.
     async fn run(&self, fault: Fault, length: Duration) -> Row {
         let options = Options {
             rate: 200.0,
@@ -128,9 +135,17 @@ impl TestStack {
             after: Duration::from_secs(6),
             out_dir: self.stack.layout.home.join("chaos"),
         };
-        chaos::run_fault(&self.stack, fault, &options)
+        let row = chaos::run_fault(&self.stack, fault, &options)
             .await
-            .unwrap()
+            .unwrap();
+        println!("{}", row.line());
+        assert!(
+            row.writes_acked > 0,
+            "the run acknowledged no write: {row:?}"
+        );
+        assert_eq!(row.lost_writes, 0, "{row:?}");
+        assert_eq!(row.stale_reads, 0, "{row:?}");
+        row
     }
 
     async fn stop(mut self) {
@@ -158,7 +173,6 @@ impl Drop for TestStack {
     fn drop(&mut self) {
         // A failed test must not leave servers behind.
         self.kill_all();
-        release_ports(&self.stack.layout);
     }
 }
 
@@ -166,14 +180,7 @@ impl Drop for TestStack {
 async fn killing_an_api_instance_fails_no_read_and_loses_no_acknowledged_write() {
     let stack = TestStack::start().await;
     let row = stack.run(Fault::KillApi, Duration::from_secs(2)).await;
-    println!("{}", row.line());
-    assert!(
-        row.writes_acked > 0,
-        "the run acknowledged no write: {row:?}"
-    );
     assert_eq!(row.errors - row.write_errors, 0, "read errors: {row:?}");
-    assert_eq!(row.lost_writes, 0, "{row:?}");
-    assert_eq!(row.stale_reads, 0, "{row:?}");
     stack.stop().await;
 }
 
@@ -181,14 +188,7 @@ async fn killing_an_api_instance_fails_no_read_and_loses_no_acknowledged_write()
 async fn redis_killed_then_back_costs_clients_nothing() {
     let stack = TestStack::start().await;
     let row = stack.run(Fault::RedisDown, Duration::from_secs(3)).await;
-    println!("{}", row.line());
-    assert!(
-        row.writes_acked > 0,
-        "the run acknowledged no write: {row:?}"
-    );
     assert_eq!(row.errors, 0, "client errors: {row:?}");
-    assert_eq!(row.lost_writes, 0, "{row:?}");
-    assert_eq!(row.stale_reads, 0, "{row:?}");
     assert!(
         redis::ping(stack.stack.layout.redis_port).await.is_ok(),
         "Redis is back"

@@ -36,12 +36,12 @@ const CHUNK: usize = 300;
 const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
-pub(crate) struct Fallback {
+pub(crate) struct PostgresBus {
     pool: PgPool,
     channel: String,
 }
 
-impl Fallback {
+impl PostgresBus {
     pub fn new(pool: PgPool, key_prefix: &str) -> Self {
         // Channel names are identifiers: at most 63 bytes.
         let mut channel = format!("{key_prefix}:invalidate");
@@ -54,15 +54,15 @@ impl Fallback {
         Self { pool, channel }
     }
 
-    /// Sends the subjects to every listening instance, as a fallback when Redis did not
-    /// take them; whether Postgres took them all.
-    pub async fn send(&self, sender: u64, subjects: &[Subject], fallback: bool) -> bool {
+    /// Sends the subjects to every listening instance, as a fallback unless Redis took
+    /// them; whether Postgres took them all.
+    pub async fn send(&self, sender: u64, subjects: &[Subject], redis_took: bool) -> bool {
         for chunk in subjects.chunks(CHUNK) {
             let message = encode_message(sender, chunk);
-            let payload = if fallback {
-                message
-            } else {
+            let payload = if redis_took {
                 format!("{WRITTEN}{message}")
+            } else {
+                message
             };
             if !self.notify(payload).await {
                 return false;
@@ -103,7 +103,7 @@ const PING: &str = "p";
 /// While Redis does not vouch for the in-process tier, pings this instance over Postgres
 /// so that Postgres does (see `lease`), one ping out at a time.
 pub(crate) async fn ping(inner: Arc<Inner>) {
-    let (Some(fallback), Some(remote)) = (&inner.fallback, &inner.remote) else {
+    let (Some(bus), Some(remote)) = (&inner.postgres_bus, &inner.remote) else {
         return;
     };
     let interval = remote.config.heartbeat_interval;
@@ -118,8 +118,7 @@ pub(crate) async fn ping(inner: Arc<Inner>) {
             continue;
         }
         let sent = inner.lease.now();
-        fallback
-            .notify(format!("{PING}{} {sent}", remote.instance))
+        bus.notify(format!("{PING}{} {sent}", remote.instance))
             .await;
     }
 }
@@ -127,10 +126,10 @@ pub(crate) async fn ping(inner: Arc<Inner>) {
 /// Listens on the channel for as long as the cache lives, on a connection of its own (not
 /// one of the caller's pool), reconnecting when it is lost.
 pub(crate) async fn listen(inner: Arc<Inner>) {
-    let Some(fallback) = &inner.fallback else {
+    let Some(bus) = &inner.postgres_bus else {
         return;
     };
-    let options = (*fallback.pool.connect_options()).clone();
+    let options = (*bus.pool.connect_options()).clone();
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .min_connections(0)
@@ -138,7 +137,7 @@ pub(crate) async fn listen(inner: Arc<Inner>) {
     let mut backoff = Duration::from_millis(50);
     loop {
         if let Ok(mut listener) = PgListener::connect_with(&pool).await
-            && listener.listen(&fallback.channel).await.is_ok()
+            && listener.listen(&bus.channel).await.is_ok()
         {
             backoff = Duration::from_millis(50);
             if inner.lease.connected(Via::Postgres) {
@@ -151,7 +150,7 @@ pub(crate) async fn listen(inner: Arc<Inner>) {
             }
             inner.lease.disconnected(Via::Postgres);
             inner.metrics.fallback_listening.set(0);
-            tracing::warn!("cache fallback listener lost its Postgres connection");
+            tracing::warn!("cache invalidation bus on Postgres lost its connection");
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
