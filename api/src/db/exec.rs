@@ -26,6 +26,7 @@ pub struct Db {
 }
 
 impl Db {
+    /// Also starts the reachability sentinel (see `reachability`); call it in a runtime.
     pub fn new(pool: PgPool, metrics: Arc<DbMetrics>) -> Self {
         let options = pool.connect_options();
         // Over a Unix socket there is no TCP port to check.
@@ -36,6 +37,12 @@ impl Db {
             options.get_username(),
             options.get_database().unwrap_or(options.get_username()),
         ));
+        if options.get_socket().is_none() {
+            tokio::spawn(reachability::sentinel(
+                Arc::downgrade(&reach),
+                (*options).clone(),
+            ));
+        }
         Self {
             pool,
             metrics,
@@ -65,8 +72,11 @@ impl Db {
         let acquire = self.pool.acquire();
         tokio::pin!(acquire);
         let acquired = loop {
+            let went_down = self.reach.went_down();
             tokio::select! {
                 acquired = &mut acquire => break acquired,
+                // Another request's check found the server gone.
+                () = went_down => break Err(Reachability::error()),
                 () = tokio::time::sleep(reachability::CHECK_AFTER) => {
                     // Slow: a refused connect that the pool keeps retrying, or just a busy
                     // pool? Asked again each time, since the server may go down while we
@@ -83,7 +93,7 @@ impl Db {
         wait.finish(matches!(acquired, Err(sqlx::Error::PoolTimedOut)));
         Ok(Conn {
             conn: acquired?,
-            metrics: self.metrics.clone(),
+            db: self.clone(),
         })
     }
 
@@ -102,15 +112,15 @@ impl Db {
 #[derive(Debug)]
 pub struct Conn {
     conn: PoolConnection<Postgres>,
-    metrics: Arc<DbMetrics>,
+    db: Db,
 }
 
 impl Conn {
     /// Starts a transaction on this connection; it rolls back if dropped uncommitted.
     pub async fn begin(&mut self) -> sqlx::Result<Tx<'_>> {
-        let metrics = &*self.metrics;
-        let tx = timed(metrics, QueryName::Begin, Acquire::begin(&mut self.conn)).await?;
-        Ok(Tx { tx, metrics })
+        let db = &self.db;
+        let tx = timed(db, QueryName::Begin, Acquire::begin(&mut self.conn)).await?;
+        Ok(Tx { tx, db })
     }
 }
 
@@ -118,22 +128,22 @@ impl Conn {
 #[derive(Debug)]
 pub struct Tx<'c> {
     tx: Transaction<'c, Postgres>,
-    metrics: &'c DbMetrics,
+    db: &'c Db,
 }
 
 impl Tx<'_> {
     pub async fn commit(self) -> sqlx::Result<()> {
-        timed(self.metrics, QueryName::Commit, self.tx.commit()).await
+        timed(self.db, QueryName::Commit, self.tx.commit()).await
     }
 }
 
-/// Where a statement runs, with the metrics it records.
+/// Where a statement runs, and the database it is measured for.
 #[derive(Debug)]
 pub enum Exec<'c> {
     /// A statement of its own, on a connection taken from the pool for it.
     Pool(&'c Db),
     /// A connection already held, in a transaction or not.
-    Held(&'c mut PgConnection, &'c DbMetrics),
+    Held(&'c mut PgConnection, &'c Db),
 }
 
 impl<'c> From<&'c Db> for Exec<'c> {
@@ -144,13 +154,13 @@ impl<'c> From<&'c Db> for Exec<'c> {
 
 impl<'c> From<&'c mut Conn> for Exec<'c> {
     fn from(conn: &'c mut Conn) -> Self {
-        Self::Held(&mut conn.conn, &conn.metrics)
+        Self::Held(&mut conn.conn, &conn.db)
     }
 }
 
 impl<'c> From<&'c mut Tx<'_>> for Exec<'c> {
     fn from(tx: &'c mut Tx<'_>) -> Self {
-        Self::Held(&mut tx.tx, tx.metrics)
+        Self::Held(&mut tx.tx, tx.db)
     }
 }
 
@@ -165,23 +175,30 @@ impl Exec<'_> {
         match self {
             Self::Pool(db) => {
                 let mut conn = db.acquire().await?;
-                timed(&db.metrics, query, statement(&mut conn.conn)).await
+                timed(db, query, statement(&mut conn.conn)).await
             }
-            Self::Held(conn, metrics) => timed(metrics, query, statement(conn)).await,
+            Self::Held(conn, db) => timed(db, query, statement(conn)).await,
         }
     }
 }
 
 /// Awaits one statement and records its time, rows and outcome. A statement abandoned
-/// halfway (the request timed out or its client left) is recorded as it is dropped.
+/// halfway (the request timed out or its client left) is recorded as it is dropped. A
+/// lost connection is reported at once (see `reachability`), so that the requests
+/// waiting on the pool need not wait [`reachability::CHECK_AFTER`] to learn of it.
 async fn timed<T: Rows>(
-    metrics: &DbMetrics,
+    db: &Db,
     query: QueryName,
     statement: impl Future<Output = sqlx::Result<T>>,
 ) -> sqlx::Result<T> {
-    let timer = metrics.start_query(query);
+    let timer = db.metrics.start_query(query);
     let result = statement.await;
     timer.finish(result.as_ref().ok().map(Rows::rows));
+    if let Err(error) = &result
+        && reachability::lost_connection(error)
+    {
+        db.reach.lost(error).await;
+    }
     result
 }
 

@@ -1,17 +1,29 @@
 //! Failing fast while Postgres is down. sqlx's pool retries a refused connect until the
 //! pool timeout (2 s), so without this every request that needs the database would wait
-//! that long and pile up while Postgres is stopped. Instead, an acquire that is slow
-//! checks whether the server takes sessions at all: a TCP connect, then a startup
+//! that long and pile up while Postgres is stopped. Instead, the server is checked when
+//! an acquire is slow or a statement's connection is lost: a TCP connect, then a startup
 //! packet, which a server that is shutting down or starting up refuses at once (SQLSTATE
 //! 57P03, which sqlx's pool would also retry for 2 s). If not, the database is marked
-//! unreachable and requests answer 503 at once, except one every [`RETRY_EVERY`] that
-//! tries again and so notices its return.
+//! unreachable, the requests waiting on the pool are woken, and requests answer 503 at
+//! once, except one every [`RETRY_EVERY`] that tries again and so notices its return.
+//!
+//! A fast shutdown tells the sessions running a statement at once (57P01), but idle
+//! connections in the pool see their sockets close only when the postmaster exits, after
+//! the shutdown checkpoint (100–700 ms later in fault case 4), and in its last phase the
+//! postmaster takes no connections: they wait in the listen queue, so neither the pool
+//! nor a check gets an answer. So each instance keeps one session running a statement
+//! (the [`sentinel`]), and a session the server ends marks the database down at once.
 
+use std::sync::Weak;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use sqlx::ConnectOptions as _;
+use sqlx::postgres::PgConnectOptions;
+
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 /// How long an acquire may take before the server is checked.
 pub const CHECK_AFTER: Duration = Duration::from_millis(100);
@@ -49,6 +61,8 @@ pub struct Reachability {
     /// Milliseconds since `origin` of the last check that found the server up, plus one;
     /// 0 before any. Requests waiting at once share it for [`CHECK_AFTER`].
     up_at: AtomicU64,
+    /// Wakes the requests waiting on the pool when the database is marked down.
+    went_down: Notify,
 }
 
 impl Reachability {
@@ -62,6 +76,7 @@ impl Reachability {
             origin: Instant::now(),
             down_at: AtomicU64::new(0),
             up_at: AtomicU64::new(0),
+            went_down: Notify::new(),
         }
     }
 
@@ -103,11 +118,19 @@ impl Reachability {
 
     fn down(&self) {
         self.down_at.store(self.now(), Ordering::Release);
+        self.went_down.notify_waiters();
     }
 
-    /// Whether the server takes a session now; marks it down if not. Only a refused or
-    /// timed-out connect, or an answer of 57P03, is a no: a slow answer or any other
-    /// error (authentication, TLS required) is left to the pool.
+    /// Completes when the database is next marked down (by any request's check). A
+    /// waiter must take this before it looks at [`Self::is_down`], or it may miss it.
+    pub fn went_down(&self) -> tokio::sync::futures::Notified<'_> {
+        self.went_down.notified()
+    }
+
+    /// Whether the server takes a session now; marks it down if not. A refused or
+    /// timed-out connect, a connection closed before an answer, or an answer of 57P03,
+    /// is a no: a slow answer or any other (authentication, TLS required) is left to the
+    /// pool. Requests waiting at once share a yes for [`CHECK_AFTER`].
     pub async fn check(&self) -> bool {
         if !self.tcp {
             return true;
@@ -117,11 +140,30 @@ impl Reachability {
         if up_at != 0 && self.now().saturating_sub(up_at) < fresh {
             return true;
         }
+        self.ask().await
+    }
+
+    /// A connection was lost: down at once if the server said it is shutting down (or
+    /// crashed), else checked without the shared yes (the loss is news).
+    pub async fn lost(&self, error: &sqlx::Error) {
+        if sqlstate(error).is_some_and(|code| SHUTTING_DOWN.contains(&code.as_ref())) {
+            self.down();
+        } else {
+            self.ask().await;
+        }
+    }
+
+    async fn ask(&self) -> bool {
         let connect = TcpStream::connect((self.host.as_str(), self.port));
         let reachable = match tokio::time::timeout(CHECK_TIMEOUT, connect).await {
             Ok(Ok(stream)) => {
-                let answer = tokio::time::timeout(CHECK_TIMEOUT, self.refusal(stream)).await;
-                !matches!(answer, Ok(Ok(true)))
+                match tokio::time::timeout(CHECK_TIMEOUT, self.refusal(stream)).await {
+                    Ok(Ok(refused)) => !refused,
+                    // Closed or reset before an answer: no session.
+                    Ok(Err(_)) => false,
+                    // Busy, or shutting down: the pool will tell.
+                    Err(_slow) => true,
+                }
             }
             _ => false,
         };
@@ -157,6 +199,53 @@ impl Reachability {
             std::io::ErrorKind::ConnectionRefused,
             "the database is unreachable",
         ))
+    }
+}
+
+/// Keeps one session running a statement for as long as `reach` lives, and reports its
+/// loss (see the module's documentation).
+pub async fn sentinel(reach: Weak<Reachability>, options: PgConnectOptions) {
+    // Its sleeps are not slow statements to warn of.
+    let options = options
+        .application_name("courser-api reachability sentinel")
+        .disable_statement_logging();
+    while reach.strong_count() > 0 {
+        if let Ok(mut session) = options.connect().await {
+            // Each sleep is well inside any statement timeout; a sleep that fails for
+            // any reason other than a lost session (a cancel, say) just starts again.
+            let lost = loop {
+                match sqlx::query("SELECT pg_sleep(1)")
+                    .execute(&mut session)
+                    .await
+                {
+                    Err(error) if lost_connection(&error) => break error,
+                    _ if reach.strong_count() == 0 => return,
+                    _ => {}
+                }
+            };
+            let Some(reach) = reach.upgrade() else { return };
+            reach.lost(&lost).await;
+        }
+        tokio::time::sleep(RETRY_EVERY).await;
+    }
+}
+
+/// Whether a statement failed because its connection or the server went away: the
+/// connection closed or reset, or the server said so (SQLSTATE class 08, connection
+/// exception, or 57P, operator intervention, as in a shutdown).
+pub fn lost_connection(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Io(_))
+        || sqlstate(error).is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
+}
+
+/// SQLSTATEs `admin_shutdown` and `crash_shutdown`: the server is terminating every
+/// session (or an operator terminated this one: then the next retry finds it up).
+const SHUTTING_DOWN: [&str; 2] = ["57P01", "57P02"];
+
+fn sqlstate(error: &sqlx::Error) -> Option<std::borrow::Cow<'_, str>> {
+    match error {
+        sqlx::Error::Database(error) => error.code(),
+        _ => None,
     }
 }
 

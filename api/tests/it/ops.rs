@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use courser_api::{Application, Config};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use sqlx::Connection as _;
 
 use crate::helpers::{TestDb, assert_problem, ok_json, spawn_app, test_config};
 
@@ -35,6 +36,61 @@ async fn readiness_answers_503_when_the_database_is_gone_while_health_stays_200(
     let response = app.get("/rating/1").await;
     assert_eq!(response.headers()["retry-after"], "1");
     assert_problem(response, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+}
+
+/// A fast shutdown of Postgres first shows as its sessions being terminated (57P01);
+/// idle pooled connections hear of it only when the postmaster exits. Each instance
+/// keeps a session busy to hear it at once: terminating that session, as a shutdown
+/// would, marks the database down without any request waiting, and the next retry
+/// finds it up again.
+#[tokio::test]
+async fn the_end_of_the_sentinel_session_marks_the_database_down_until_a_retry_finds_it() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+    let mut admin = sqlx::PgConnection::connect(&crate::helpers::admin_url())
+        .await
+        .unwrap();
+    let terminate = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE datname = $1 AND application_name = 'courser-api reachability sentinel'";
+    let start = Instant::now();
+    loop {
+        let ended: i64 = sqlx::query_scalar(terminate)
+            .bind(&app.test_db.name)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        if ended == 1 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no sentinel session"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let app = &app;
+    let until = |status: StatusCode| async move {
+        let start = Instant::now();
+        loop {
+            let response = app.get("/readyz").await;
+            if response.status() == status {
+                return response;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "readiness never {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    // Postgres itself is up all along: only the sentinel can have marked it down.
+    assert_problem(
+        until(StatusCode::SERVICE_UNAVAILABLE).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "database",
+    )
+    .await;
+    until(StatusCode::OK).await;
 }
 
 #[tokio::test]
