@@ -211,16 +211,17 @@ pub async fn sentinel(reach: Weak<Reachability>, options: PgConnectOptions) {
         .disable_statement_logging();
     while reach.strong_count() > 0 {
         if let Ok(mut session) = options.connect().await {
-            // Each sleep is well inside any statement timeout; a sleep that fails for
-            // any reason other than a lost session (a cancel, say) just starts again.
+            // Each sleep is well inside any statement timeout; one that fails for any
+            // reason other than a lost session (a cancel, say) starts again shortly.
             let lost = loop {
-                match sqlx::query("SELECT pg_sleep(1)")
+                let slept = sqlx::query("SELECT pg_sleep(1)")
                     .execute(&mut session)
-                    .await
-                {
+                    .await;
+                match slept {
                     Err(error) if lost_connection(&error) => break error,
                     _ if reach.strong_count() == 0 => return,
-                    _ => {}
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(RETRY_EVERY).await,
                 }
             };
             let Some(reach) = reach.upgrade() else { return };
