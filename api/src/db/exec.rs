@@ -29,15 +29,16 @@ impl Db {
     /// Also starts the reachability sentinel (see `reachability`); call it in a runtime.
     pub fn new(pool: PgPool, metrics: Arc<DbMetrics>) -> Self {
         let options = pool.connect_options();
-        // Over a Unix socket there is no TCP port to check.
+        // Over a Unix socket there is no TCP port to check, nor a shutdown to hear early.
+        let tcp = options.get_socket().is_none();
         let reach = Arc::new(Reachability::new(
             options.get_host(),
             options.get_port(),
-            options.get_socket().is_none(),
+            tcp,
             options.get_username(),
             options.get_database().unwrap_or(options.get_username()),
         ));
-        if options.get_socket().is_none() {
+        if tcp {
             tokio::spawn(reachability::sentinel(
                 Arc::downgrade(&reach),
                 (*options).clone(),
