@@ -144,17 +144,25 @@ const TOPIC: &str = "{topic}";
 
 /// The length of `template` once `fill` has put `topic` into it.
 fn filled_len(template: &str, topic: &str) -> usize {
-    match template.find(TOPIC) {
+    match split_at_topic(template) {
         Some(_) => template.len() - TOPIC.len() + topic.len(),
         None => template.len(),
     }
+}
+
+/// The parts of `template` before and after its `{topic}`. Templates hold no other `{`,
+/// so a byte search finds it: a substring search was 5 % of a load's CPU.
+fn split_at_topic(template: &str) -> Option<(&str, &str)> {
+    let at = template.find('{')?;
+    debug_assert!(template[at..].starts_with(TOPIC), "{template}");
+    Some((&template[..at], &template[at + TOPIC.len()..]))
 }
 
 /// Appends `template` with the topic put into it, capitalised when it starts the
 /// sentence; writes straight into `out`, since this runs once per sentence of 150M
 /// reviews.
 fn fill(out: &mut String, template: &str, topic: &str) {
-    let Some((before, after)) = template.split_once(TOPIC) else {
+    let Some((before, after)) = split_at_topic(template) else {
         out.push_str(template);
         return;
     };
