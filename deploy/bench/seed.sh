@@ -11,7 +11,7 @@
 # The ratios of the rates compare the seeder with Postgres reading a ready file.
 #
 # Usage: deploy/bench/seed.sh [--scale F] [--runs N] [-- courser seed options]
-#        (defaults: scale 0.1, 3 runs; e.g. `-- --copy-streams 2 --threads 2`)
+#        (defaults: scale 0.1, 3 runs; e.g. `-- --threads 2`)
 # The server is the private cluster of `courser up --only-services`, or the one that
 # BENCH_ADMIN_URL names (a superuser URL of its maintenance database).
 set -euo pipefail

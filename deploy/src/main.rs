@@ -50,13 +50,10 @@ enum Command {
         /// Empty ratings, reviewers and reviews first if they hold data.
         #[arg(long)]
         reset: bool,
-        /// Generator threads and index builds at once (default: the number of cores).
+        /// Reviewer generator threads and index builds at once (default: the number of
+        /// cores).
         #[arg(long)]
         threads: Option<usize>,
-        /// COPY streams into the reviews table; 1 (the default) loads without WAL and
-        /// frozen, more share the table and write WAL.
-        #[arg(long, default_value_t = 1)]
-        copy_streams: usize,
         /// Memory for each index build's sort (Postgres `maintenance_work_mem`).
         #[arg(long, default_value = "2GB")]
         index_memory: String,
@@ -143,7 +140,6 @@ fn main() -> anyhow::Result<ExitCode> {
                 database_url,
                 reset,
                 threads,
-                copy_streams,
                 index_memory,
             } => {
                 let spec = seed::Spec::from_scale(scale, seed)?;
@@ -151,12 +147,11 @@ fn main() -> anyhow::Result<ExitCode> {
                 let defaults = seed::Options::new(reset);
                 let options = seed::Options {
                     threads: threads.unwrap_or(defaults.threads),
-                    copy_streams,
                     index_memory,
                     ..defaults
                 };
                 println!(
-                    "generating and loading {spec} ({} generator threads, {copy_streams} COPY stream(s) into reviews)",
+                    "generating and loading {spec} ({} threads)",
                     options.threads
                 );
                 println!("{}", seed::load(&url, &spec, &options).await?);

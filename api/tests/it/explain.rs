@@ -145,7 +145,7 @@ async fn cases(app: &TestApp) -> Vec<Case> {
             PAGE_RECENT,
             vec![course, key, id, page],
             "reviews_by_recent",
-            "Forward",
+            "Backward",
             None,
         );
         add(

@@ -3,11 +3,8 @@
 //! number of reviews generated for each.
 //!
 //! Every course draws from its own random stream (the seed's ChaCha stream number is the
-//! course id) and its review ids follow from a closed formula, so any range of courses
-//! can be generated on its own: the loader splits the work by course range
-//! ([`split_courses`]) and gets the same data whatever the number of streams.
-
-use std::ops::RangeInclusive;
+//! course id) and its review ids follow from a closed formula, so a course's reviews do
+//! not depend on what was generated before them.
 
 use rand::{Rng, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
@@ -96,7 +93,8 @@ impl<'a> Generator<'a> {
     }
 
     /// The reviews of course `course_id` (1-based) into `reviews` (replacing what it held,
-    /// reusing its comment buffers), in id order, and the course's rating row.
+    /// reusing its comment buffers), in id order, which is date order, and the course's rating
+    /// row.
     pub fn course(&mut self, course_id: u64, reviews: &mut Vec<Review>) -> Rating {
         let mut rng = ChaCha8Rng::seed_from_u64(self.spec.seed);
         rng.set_stream(course_id);
@@ -110,8 +108,9 @@ impl<'a> Generator<'a> {
             half_stars_sum: 0,
             distribution: [0; 9],
         };
-        reviews.truncate(usize::try_from(count).unwrap_or(usize::MAX));
-        for (index, id) in (first_id..first_id + count).enumerate() {
+        let count = usize::try_from(count).unwrap_or(usize::MAX);
+        reviews.truncate(count);
+        for index in 0..count {
             let slot = weighted(&mut rng, profile);
             let half_stars = slot as i16 + 2;
             let reviewer = rng.random_range(0..self.reviewer_counts.len());
@@ -131,7 +130,6 @@ impl<'a> Generator<'a> {
                 reviews.push(Review::default());
             }
             let review = &mut reviews[index];
-            review.id = to_i64(id);
             review.course_id = course;
             review.reviewer_id = to_i64(reviewer as u64 + 1);
             review.half_stars = half_stars;
@@ -140,6 +138,12 @@ impl<'a> Generator<'a> {
             review.reported = rng.random_bool(0.01);
             review.created_at = created_at;
             review.updated_at = updated_at;
+        }
+        // Ids follow the dates, as they would in a live system, so the rows come out in
+        // the order of `reviews_by_recent` and its build sorts presorted input.
+        reviews.sort_by_key(|review| review.created_at);
+        for (review, id) in reviews.iter_mut().zip(first_id..) {
+            review.id = to_i64(id);
         }
         rating
     }
@@ -163,39 +167,6 @@ pub fn reviewer(spec: &Spec, id: u64, review_count: i32) -> Reviewer {
         courses_taken: review_count + rng.random_range(0..=12),
         review_count,
     }
-}
-
-/// `parts` consecutive course ranges covering every course, each with about the same
-/// number of reviews (fewer ranges when there are fewer courses).
-pub fn split_courses(spec: &Spec, parts: usize) -> Vec<RangeInclusive<u64>> {
-    let parts = parts.clamp(1, usize::try_from(spec.courses).unwrap_or(usize::MAX)) as u64;
-    // The first course whose end reaches `reviews`: reviews_before is non-decreasing.
-    let course_reaching = |reviews: u64| {
-        let (mut low, mut high) = (1, spec.courses);
-        while low < high {
-            let mid = low + (high - low) / 2;
-            if reviews_before(spec, mid) >= reviews {
-                high = mid;
-            } else {
-                low = mid + 1;
-            }
-        }
-        low
-    };
-    let mut ranges = Vec::new();
-    let mut start = 1;
-    for part in 1..=parts {
-        let end = if part == parts {
-            spec.courses
-        } else {
-            course_reaching(spec.reviews * part / parts).max(start)
-        };
-        if start <= end {
-            ranges.push(start..=end);
-            start = end + 1;
-        }
-    }
-    ranges
 }
 
 /// Most reviews have no helpful votes; the rest follow a Pareto tail (a few have
@@ -279,27 +250,6 @@ mod tests {
         sorted.sort_unstable();
         let median = sorted[sorted.len() / 2];
         assert!(median < 15 && max > 20 * 15, "median {median}, max {max}");
-    }
-
-    #[test]
-    fn course_ranges_cover_every_course_once_with_even_review_shares() {
-        let spec = Spec::from_scale(0.1, 1).unwrap();
-        for parts in [1, 2, 3, 8] {
-            let ranges = split_courses(&spec, parts);
-            assert_eq!(ranges.len(), parts);
-            assert_eq!(*ranges[0].start(), 1);
-            assert_eq!(*ranges[parts - 1].end(), spec.courses);
-            assert!(ranges.windows(2).all(|w| *w[1].start() == w[0].end() + 1));
-            for range in &ranges {
-                let share =
-                    reviews_before(&spec, *range.end()) - reviews_before(&spec, range.start() - 1);
-                let even = spec.reviews / parts as u64;
-                assert!(share.abs_diff(even) < even / 50, "{range:?}: {share}");
-            }
-        }
-        let tiny = Spec::from_scale(0.000_000_3, 1).unwrap();
-        let covered: Vec<u64> = split_courses(&tiny, 8).into_iter().flatten().collect();
-        assert_eq!(covered, [1, 2, 3]);
     }
 
     #[test]

@@ -3,18 +3,17 @@
 //! the indexes built side by side, the keys attached and validated, and the tables
 //! analysed.
 //!
-//! Generator `k` of `n` makes one `n`th of the courses (by review count) on a thread and
-//! sends each megabyte of rows to a `COPY reviews` stream, and its courses' rating rows
-//! to the `COPY ratings` stream beside it. Each reviewer's review count is known once
-//! every course is generated, so the reviewers follow, generated the same way. Foreign
-//! keys are added after the load, so the order of the tables does not matter.
+//! One generator makes the courses in id order on a thread and sends each megabyte of
+//! their reviews to the `COPY reviews` stream, and their rating rows to the `COPY
+//! ratings` stream beside it. Each reviewer's review count is known once every course is
+//! generated, so the reviewers follow, generated on a thread per core. Foreign keys are
+//! added after the load, so the order of the tables does not matter.
 //!
-//! By default each table has one COPY stream, which empties the table in its own
-//! transaction first: Postgres then writes no WAL for the rows (with `wal_level =
-//! minimal`) and stores them frozen and all-visible (`FREEZE`), so neither the index
-//! builds nor later vacuums rewrite the pages. Several streams into one table (see
-//! `Options::copy_streams`) must share it and write WAL; on Postgres 15 they were no
-//! faster than one (BENCHMARKS.md).
+//! Each table has one COPY stream, which empties the table in its own transaction
+//! first: Postgres then writes no WAL for the rows (with `wal_level = minimal`) and
+//! stores them frozen and all-visible (`FREEZE`), so neither the index builds nor later
+//! vacuums rewrite the pages. Several streams into one table would have to share it and
+//! write WAL; on Postgres 15 two were no faster than one (BENCHMARKS.md).
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -60,12 +59,9 @@ const REVIEWS: Target = Target {
 /// How to load.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Generator threads, and connections building indexes side by side; the number of
-    /// cores is a good choice.
+    /// Reviewer generator threads, and connections building indexes side by side; the
+    /// number of cores is a good choice.
     pub threads: usize,
-    /// COPY streams into `reviews` (the generators share them). 1, the default, loads
-    /// without WAL and frozen; more streams write WAL.
-    pub copy_streams: usize,
     /// Empty tables that hold data instead of refusing to load.
     pub reset: bool,
     /// `maintenance_work_mem` of each index build: 2 GB sorts the bench data set's
@@ -74,11 +70,10 @@ pub struct Options {
 }
 
 impl Options {
-    /// A generator per core, one COPY stream per table, no reset, 2 GB per index build.
+    /// A thread per core, no reset, 2 GB per index build.
     pub fn new(reset: bool) -> Self {
         Self {
             threads: std::thread::available_parallelism().map_or(2, usize::from),
-            copy_streams: 1,
             reset,
             index_memory: "2GB".to_owned(),
         }
@@ -118,7 +113,7 @@ pub async fn load(url: &str, spec: &Spec, options: &Options) -> anyhow::Result<S
         ("reviewers", spec.reviewers),
     ]);
     let display = progress::show(Arc::clone(&progress));
-    let copied = copy_all(url, spec, threads, options.copy_streams.max(1), &progress).await;
+    let copied = copy_all(url, spec, threads, &progress).await;
     display.finish().await;
     copied?;
     let mut timings = Timings {
@@ -154,52 +149,41 @@ pub async fn load(url: &str, spec: &Spec, options: &Options) -> anyhow::Result<S
 }
 
 /// Generates and COPYs every row: reviews and ratings first, then the reviewers.
+///
+/// One generator makes every course and its reviews, in id order: it outpaces the COPY
+/// into `reviews` (a single Postgres backend is the bottleneck of the load), and rows
+/// stored in id order, which is course and then date order, give the primary key and
+/// `reviews_by_recent` presorted input to build from.
 async fn copy_all(
     url: &str,
     spec: &Spec,
     threads: usize,
-    copy_streams: usize,
     progress: &Arc<Progress>,
 ) -> anyhow::Result<()> {
     let mut copies = JoinSet::new();
-    let ratings_tx = open_streams(&mut copies, url, RATINGS, 1, threads).remove(0);
-    let reviews_txs = open_streams(&mut copies, url, REVIEWS, copy_streams, threads);
-    let mut generators = Vec::new();
-    for (k, courses) in generate::split_courses(spec, threads)
-        .into_iter()
-        .enumerate()
-    {
-        let reviews_tx = reviews_txs[k % reviews_txs.len()].clone();
-        let (spec, ratings_tx, progress) = (spec.clone(), ratings_tx.clone(), Arc::clone(progress));
-        generators.push(tokio::task::spawn_blocking(move || {
-            generate_courses(&spec, courses, &reviews_tx, &ratings_tx, &progress)
-        }));
-    }
-    drop((ratings_tx, reviews_txs));
+    let ratings_tx = open_stream(&mut copies, url, RATINGS, 1);
+    let reviews_tx = open_stream(&mut copies, url, REVIEWS, 1);
+    let (generator_spec, generator_progress) = (spec.clone(), Arc::clone(progress));
+    let generator = tokio::task::spawn_blocking(move || {
+        generate_courses(
+            &generator_spec,
+            &reviews_tx,
+            &ratings_tx,
+            &generator_progress,
+        )
+    });
 
-    // A COPY that fails ends its stream: its generators then stop on a closed channel,
+    // A COPY that fails ends its stream: the generator then stops on a closed channel,
     // so the COPY's error is the one to report.
-    let mut counts: Vec<i32> = Vec::new();
-    let mut generator_error = None;
-    for generator in generators {
-        match generator
-            .await
-            .map_err(|err| anyhow!("generator failed: {err}"))?
-        {
-            Ok(part) if counts.is_empty() => counts = part,
-            Ok(part) => counts.iter_mut().zip(part).for_each(|(n, m)| *n += m),
-            Err(err) => generator_error = Some(err),
-        }
-    }
+    let generated = generator
+        .await
+        .map_err(|err| anyhow!("generator failed: {err}"))?;
     while let Some(copied) = copies.join_next().await {
         copied??;
     }
-    if let Some(err) = generator_error {
-        return Err(err);
-    }
+    let counts = Arc::new(generated?);
 
-    let counts = Arc::new(counts);
-    let tx = open_streams(&mut copies, url, REVIEWERS, 1, threads).remove(0);
+    let tx = open_stream(&mut copies, url, REVIEWERS, threads);
     for ids in split_evenly(spec.reviewers, threads) {
         let (spec, counts, progress, tx) = (
             spec.clone(),
@@ -221,47 +205,35 @@ async fn copy_all(
     Ok(())
 }
 
-/// Starts `streams` COPY streams into `target` on `copies`; returns their senders, each
-/// with room for `writers` generators to run a few chunks ahead.
-fn open_streams(
+/// Starts the COPY stream into `target` on `copies`; returns its sender, with room for
+/// `writers` generators to run a few chunks ahead.
+fn open_stream(
     copies: &mut JoinSet<anyhow::Result<()>>,
     url: &str,
     target: Target,
-    streams: usize,
     writers: usize,
-) -> Vec<mpsc::Sender<Vec<u8>>> {
-    let only = streams == 1;
-    (0..streams)
-        .map(|_| {
-            let (tx, rx) = mpsc::channel(QUEUE * writers.div_ceil(streams));
-            copies.spawn(copy_in(url.to_owned(), target, only, rx));
-            tx
-        })
-        .collect()
+) -> mpsc::Sender<Vec<u8>> {
+    let (tx, rx) = mpsc::channel(QUEUE * writers);
+    copies.spawn(copy_in(url.to_owned(), target, rx));
+    tx
 }
 
-/// One COPY stream: the binary header, every chunk received, the trailer. The `only`
-/// stream into a table empties it in the same transaction, so that Postgres may skip
-/// the WAL and freeze the rows.
+/// One COPY stream: the binary header, every chunk received, the trailer. It empties
+/// the table in the same transaction, so that Postgres may skip the WAL and freeze the
+/// rows.
 async fn copy_in(
     url: String,
     target: Target,
-    only: bool,
     mut chunks: mpsc::Receiver<Vec<u8>>,
 ) -> anyhow::Result<()> {
     let Target { table, columns } = target;
     let mut conn = connect(&url).await?;
     let mut tx = conn.begin().await?;
-    let freeze = if only {
-        sqlx::query(sqlx::AssertSqlSafe(format!("TRUNCATE {table}")))
-            .execute(&mut *tx)
-            .await?;
-        ", FREEZE"
-    } else {
-        ""
-    };
+    sqlx::query(sqlx::AssertSqlSafe(format!("TRUNCATE {table}")))
+        .execute(&mut *tx)
+        .await?;
     // Built from the constant targets above only.
-    let statement = format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary{freeze})");
+    let statement = format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary, FREEZE)");
     let mut copy = tx.copy_in_raw(&statement).await?;
     copy.send(binary::header().as_slice()).await?;
     while let Some(chunk) = chunks.recv().await {
@@ -290,11 +262,10 @@ async fn connect(url: &str) -> anyhow::Result<PgConnection> {
     Ok(conn)
 }
 
-/// Generates `courses` into rows for the two channels; returns each reviewer's count of
-/// the reviews generated.
+/// Generates every course into rows for the two channels; returns each reviewer's count
+/// of the reviews.
 fn generate_courses(
     spec: &Spec,
-    courses: RangeInclusive<u64>,
     reviews_tx: &mpsc::Sender<Vec<u8>>,
     ratings_tx: &mpsc::Sender<Vec<u8>>,
     progress: &Progress,
@@ -303,7 +274,7 @@ fn generate_courses(
     let mut reviews: Vec<Review> = Vec::new();
     let (mut review_rows, mut rating_rows) = (Rows::new(CHUNK + 8192), Rows::new(CHUNK + 8192));
     let (mut pending_reviews, mut pending_ratings) = (0, 0);
-    for course in courses {
+    for course in 1..=spec.courses {
         let rating = generator.course(course, &mut reviews);
         rating_rows
             .row(4)
@@ -409,10 +380,16 @@ async fn build_indexes(
             let mut conn = connect(&url).await?;
             set_index_memory(&mut conn, &memory).await?;
             // Parallelism comes from building several indexes at once, which keeps every
-            // core busy without the coordination of parallel workers.
-            sqlx::query("SET max_parallel_maintenance_workers = 0")
-                .execute(&mut conn)
-                .await?;
+            // core busy without the coordination of parallel workers. Each build reads
+            // the table from its first row: a scan synchronised with another build's
+            // would start midway, and the indexes whose order the rows are stored in
+            // would no longer get presorted input.
+            for setting in [
+                "SET max_parallel_maintenance_workers = 0",
+                "SET synchronize_seqscans = off",
+            ] {
+                sqlx::query(setting).execute(&mut conn).await?;
+            }
             loop {
                 let Some(statement) = queue.lock().await.next() else {
                     return anyhow::Ok(());
@@ -436,13 +413,18 @@ async fn build_indexes(
 /// Adds the foreign keys, which validate every reference with a join each and cannot
 /// run beside each other (each locks `reviews` against the other). Postgres runs that
 /// join with `maintenance_work_mem` as its memory, and plans it with the statistics
-/// that `analyze` gathered first.
+/// that `analyze` gathered first. Both sides of each join can be read in key order
+/// from the indexes just built, so a merge join needs no hash table of the referenced
+/// table: 5.3 s for the two at scale 0.1, against 7.5 s hashed.
 async fn add_foreign_keys(
     conn: &mut PgConnection,
     plan: &Plan,
     memory: &str,
 ) -> anyhow::Result<()> {
     set_index_memory(conn, memory).await?;
+    sqlx::query("SET enable_hashjoin = off")
+        .execute(&mut *conn)
+        .await?;
     for statement in &plan.foreign_keys {
         let added = Instant::now();
         schema::execute(conn, statement).await?;

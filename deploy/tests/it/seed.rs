@@ -21,11 +21,10 @@ fn demo_spec(seed: u64) -> Spec {
     spec(seed::DEFAULT_SCALE, seed)
 }
 
-/// `threads` generators feeding `copy_streams` COPY streams into reviews.
-fn options(threads: usize, copy_streams: usize, reset: bool) -> Options {
+/// `threads` reviewer generators and index builds at once.
+fn options(threads: usize, reset: bool) -> Options {
     Options {
         threads,
-        copy_streams,
         ..Options::new(reset)
     }
 }
@@ -68,7 +67,7 @@ async fn seeding_loads_the_documented_counts_with_exact_aggregates() -> anyhow::
     let migrated = schema(&mut conn).await?;
     assert!(migrated.len() >= 12, "{migrated:#?}");
 
-    let summary = seed::load(&db.url, &demo_spec(1), &options(2, 1, false)).await?;
+    let summary = seed::load(&db.url, &demo_spec(1), &options(2, false)).await?;
     assert_eq!(
         (summary.courses, summary.reviewers, summary.reviews),
         (1000, 1000, 15_000)
@@ -150,7 +149,7 @@ async fn seeding_loads_the_documented_counts_with_exact_aggregates() -> anyhow::
 #[tokio::test]
 async fn the_data_has_the_documented_shape() -> anyhow::Result<()> {
     let db = TestDb::create().await?;
-    seed::load(&db.url, &spec(0.001, 3), &options(2, 1, false)).await?;
+    seed::load(&db.url, &spec(0.001, 3), &options(2, false)).await?;
     let mut conn = db.connect().await?;
 
     // Reviews per course: mean 15, falling with the id, heavy-tailed.
@@ -242,32 +241,37 @@ async fn the_data_has_the_documented_shape() -> anyhow::Result<()> {
     );
     assert_eq!(bad_reviewers, 0);
 
+    // Ids follow the dates within a course, and the table is stored in id order (what
+    // lets the primary key and reviews_by_recent build from presorted input).
+    let (dated_out_of_order, stored_out_of_order): (i64, i64) = sqlx::query_as(
+        r#"SELECT count(*) FILTER (WHERE created_at < previous_date),
+                  count(*) FILTER (WHERE id < previous_stored)
+           FROM (SELECT id, created_at,
+                        lag(created_at) OVER (PARTITION BY course_id ORDER BY id) AS previous_date,
+                        lag(id) OVER (ORDER BY ctid) AS previous_stored
+                 FROM reviews) r"#,
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    assert_eq!((dated_out_of_order, stored_out_of_order), (0, 0));
+
     drop(conn);
     db.drop().await
 }
 
 #[tokio::test]
-async fn the_same_seed_gives_the_same_rows_whatever_the_threads_and_streams() -> anyhow::Result<()>
-{
+async fn the_same_seed_gives_the_same_rows_whatever_the_threads() -> anyhow::Result<()> {
     let db = TestDb::create().await?;
     let mut conn = db.connect().await?;
-    seed::load(&db.url, &demo_spec(7), &options(1, 1, false)).await?;
+    seed::load(&db.url, &demo_spec(7), &options(1, false)).await?;
     let first = fingerprint(&mut conn).await?;
 
-    seed::load(&db.url, &demo_spec(7), &options(3, 3, true)).await?;
-    assert_eq!(
-        fingerprint(&mut conn).await?,
-        first,
-        "3 threads and streams, same rows"
-    );
-    seed::load(&db.url, &demo_spec(7), &options(4, 2, true)).await?;
-    assert_eq!(
-        fingerprint(&mut conn).await?,
-        first,
-        "4 threads, 2 streams, same rows"
-    );
+    seed::load(&db.url, &demo_spec(7), &options(3, true)).await?;
+    assert_eq!(fingerprint(&mut conn).await?, first, "3 threads, same rows");
+    seed::load(&db.url, &demo_spec(7), &options(4, true)).await?;
+    assert_eq!(fingerprint(&mut conn).await?, first, "4 threads, same rows");
 
-    seed::load(&db.url, &demo_spec(8), &options(2, 1, true)).await?;
+    seed::load(&db.url, &demo_spec(8), &options(2, true)).await?;
     assert_ne!(
         fingerprint(&mut conn).await?,
         first,
@@ -281,7 +285,7 @@ async fn the_same_seed_gives_the_same_rows_whatever_the_threads_and_streams() ->
 #[tokio::test]
 async fn seeding_a_database_without_the_schema_says_to_migrate_it() -> anyhow::Result<()> {
     let db = TestDb::create_unmigrated().await?;
-    let err = seed::load(&db.url, &demo_spec(1), &options(2, 1, true))
+    let err = seed::load(&db.url, &demo_spec(1), &options(2, true))
         .await
         .expect_err("no tables to load into");
     let message = format!("{err:#}");
@@ -301,7 +305,7 @@ async fn seeding_refuses_data_it_did_not_load_unless_reset() -> anyhow::Result<(
         .execute(&mut conn)
         .await?;
 
-    let refused = seed::load(&db.url, &demo_spec(1), &options(2, 1, false)).await;
+    let refused = seed::load(&db.url, &demo_spec(1), &options(2, false)).await;
     let err = refused.expect_err("a database with data is refused");
     assert!(err.to_string().contains("--reset"), "{err:#}");
     let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM ratings WHERE course_id = 424242")
@@ -310,14 +314,14 @@ async fn seeding_refuses_data_it_did_not_load_unless_reset() -> anyhow::Result<(
     assert_eq!(kept, 1, "a refused seed changes nothing");
     assert_eq!(seed::state(&mut conn).await?, State::None);
 
-    seed::load(&db.url, &demo_spec(1), &options(2, 1, true)).await?;
+    seed::load(&db.url, &demo_spec(1), &options(2, true)).await?;
     let gone: i64 = sqlx::query_scalar("SELECT count(*) FROM ratings WHERE course_id = 424242")
         .fetch_one(&mut conn)
         .await?;
     assert_eq!(gone, 0, "--reset empties the tables first");
 
     // A complete load is data too: loading again needs --reset.
-    let again = seed::load(&db.url, &demo_spec(1), &options(2, 1, false)).await;
+    let again = seed::load(&db.url, &demo_spec(1), &options(2, false)).await;
     assert!(again.is_err_and(|err| err.to_string().contains("--reset")));
 
     drop(conn);
@@ -327,7 +331,7 @@ async fn seeding_refuses_data_it_did_not_load_unless_reset() -> anyhow::Result<(
 #[tokio::test]
 async fn verify_reports_every_wrong_aggregate_with_its_id() -> anyhow::Result<()> {
     let db = TestDb::create().await?;
-    seed::load(&db.url, &demo_spec(2), &options(2, 1, false)).await?;
+    seed::load(&db.url, &demo_spec(2), &options(2, false)).await?;
     let mut conn = db.connect().await?;
     sqlx::query("UPDATE ratings SET review_count = review_count + 1 WHERE course_id IN (1, 17)")
         .execute(&mut conn)
@@ -447,7 +451,7 @@ async fn an_interrupted_load_is_reported_incomplete_and_loaded_again() -> anyhow
     assert_ne!(schema(&mut conn).await?, migrated, "indexes are missing");
 
     // Loading again needs no --reset: the partial data is the seed's own.
-    seed::load(&db.url, &demo_spec(5), &options(2, 1, false)).await?;
+    seed::load(&db.url, &demo_spec(5), &options(2, false)).await?;
     assert!(matches!(
         seed::state(&mut conn).await?,
         State::Complete { .. }
