@@ -121,7 +121,8 @@ pub struct Config {
     /// Worker threads of the proxy service (Pingora runtime threads).
     pub threads: usize,
     /// Let the proxy's worker threads steal each other's tasks (one shared Tokio
-    /// runtime); `false` gives each thread its own runtime and connections.
+    /// runtime). `false`, the default, gives each thread its own runtime and its own
+    /// upstream connections: 14-22 % more requests/s in P1 (BENCHMARKS.md).
     pub work_stealing: bool,
     /// The api instances to spread traffic over.
     pub backends: BackendList,
@@ -192,7 +193,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             metrics_listen: "127.0.0.1:9100".into(),
             threads: 2,
-            work_stealing: true,
+            work_stealing: false,
             backends: BackendList::default(),
             selection: Spread::RoundRobin,
             health_path: "/readyz".into(),

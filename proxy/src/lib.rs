@@ -164,6 +164,7 @@ pub fn build(settings: Settings, upgrade: bool) -> Result<Server, BuildError> {
             write_timeout: ms(c.upstream_write_timeout_ms),
             idle_timeout: ms(c.upstream_idle_timeout_ms),
             access_log: c.access_log,
+            pool_per_thread: !c.work_stealing,
         },
     };
     let http = pingora::proxy::http_proxy(&server.configuration, proxy);
