@@ -93,8 +93,8 @@ impl<'a> Generator<'a> {
     }
 
     /// The reviews of course `course_id` (1-based) into `reviews` (replacing what it held,
-    /// reusing its comment buffers), in id order, which is date order, and the course's rating
-    /// row.
+    /// reusing its comment buffers), in id order, which is date order, and the course's
+    /// rating row.
     pub fn course(&mut self, course_id: u64, reviews: &mut Vec<Review>) -> Rating {
         let mut rng = ChaCha8Rng::seed_from_u64(self.spec.seed);
         rng.set_stream(course_id);
