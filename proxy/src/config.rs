@@ -121,8 +121,9 @@ pub struct Config {
     /// Worker threads of the proxy service (Pingora runtime threads).
     pub threads: usize,
     /// Let the proxy's worker threads steal each other's tasks (one shared Tokio
-    /// runtime). `false`, the default, gives each thread its own runtime and its own
-    /// upstream connections: 14-22 % more requests/s in P1 (BENCHMARKS.md).
+    /// runtime and one listening socket). `false`, the default, makes each thread a
+    /// service of its own, with its own runtime, listening socket (`SO_REUSEPORT`) and
+    /// upstream connections, so a connection stays on one thread (BENCHMARKS.md, P1).
     pub work_stealing: bool,
     /// The api instances to spread traffic over.
     pub backends: BackendList,

@@ -1,14 +1,16 @@
 //! `courser-proxy`: the Pingora load balancer in front of the Courser api instances.
 //!
-//! [`build`] turns validated [`Settings`] into a Pingora [`Server`] with four services:
-//! the public proxy (wrapped in the slow-client guard), the admin listener (`/metrics`),
-//! the load balancer's active health checks, and the reload and drain watchers. `main`
+//! [`build`] turns validated [`Settings`] into a Pingora [`Server`]: the public proxy
+//! (wrapped in the slow-client guard; one service per worker thread, see [`listeners`]),
+//! the admin listener (`/metrics`), the load balancer's active health checks, and the
+//! reload and drain watchers. `main`
 //! only parses the command line and runs it.
 
 pub mod admin;
 pub mod backends;
 pub mod config;
 pub mod drain;
+pub mod listeners;
 pub mod metrics;
 pub mod problem;
 pub mod proxy;
@@ -60,6 +62,9 @@ pub enum BuildError {
     /// The start-up runtime could not be made.
     #[error("start-up runtime: {0}")]
     Runtime(#[from] std::io::Error),
+    /// Another socket listens on the public address.
+    #[error("{0}")]
+    Listen(std::io::Error),
 }
 
 /// Logs active health flips.
@@ -154,7 +159,10 @@ pub fn build(settings: Settings, upgrade: bool) -> Result<Server, BuildError> {
         lb: lb.clone(),
         registry: registry.clone(),
         metrics: metrics.clone(),
-        limiter: RateLimiter::new(c.rate_limit_per_second, c.rate_limit_burst),
+        limiter: Arc::new(RateLimiter::new(
+            c.rate_limit_per_second,
+            c.rate_limit_burst,
+        )),
         policy: RequestPolicy {
             body_limit: c.body_limit_bytes,
             max_per_backend: c.max_requests_per_backend,
@@ -164,19 +172,35 @@ pub fn build(settings: Settings, upgrade: bool) -> Result<Server, BuildError> {
             write_timeout: ms(c.upstream_write_timeout_ms),
             idle_timeout: ms(c.upstream_idle_timeout_ms),
             access_log: c.access_log,
-            pool_per_thread: !c.work_stealing,
         },
     };
-    let http = pingora::proxy::http_proxy(&server.configuration, proxy);
-    let guarded = SlowClientGuard::new(
-        http,
-        ClientTimeouts {
-            header: ms(c.client_header_timeout_ms),
-            idle: ms(c.client_idle_timeout_ms),
-        },
-    );
-    let mut public = Service::new("courser proxy".to_string(), guarded);
-    public.add_tcp(&settings.listen.to_string());
+    let timeouts = ClientTimeouts {
+        header: ms(c.client_header_timeout_ms),
+        idle: ms(c.client_idle_timeout_ms),
+    };
+    let public_service = |name: String| {
+        let http = pingora::proxy::http_proxy(&server.configuration, proxy.clone());
+        Service::new(name, SlowClientGuard::new(http, timeouts))
+    };
+    let mut public = Vec::new();
+    if c.work_stealing {
+        let mut service = public_service("courser proxy".to_string());
+        service.add_tcp(&settings.listen.to_string());
+        public.push(service);
+    } else {
+        if !upgrade {
+            listeners::ensure_free(settings.listen).map_err(BuildError::Listen)?;
+        }
+        for (thread, key) in listeners::per_thread_keys(settings.listen, c.threads)
+            .iter()
+            .enumerate()
+        {
+            let mut service = public_service(format!("courser proxy {thread}"));
+            service.threads = Some(1);
+            service.add_tcp_with_settings(key, listeners::per_thread_options());
+            public.push(service);
+        }
+    }
 
     let mut admin = Service::new(
         "admin".to_string(),
@@ -200,7 +224,9 @@ pub fn build(settings: Settings, upgrade: bool) -> Result<Server, BuildError> {
     );
     let drain = background_service("drain", Drain { registry, draining });
 
-    server.add_service(public);
+    for service in public {
+        server.add_service(service);
+    }
     server.add_service(admin);
     server.add_service(health_service);
     server.add_service(reloader);

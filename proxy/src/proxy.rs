@@ -15,7 +15,6 @@
 use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -58,25 +57,10 @@ pub struct RequestPolicy {
     pub idle_timeout: Duration,
     /// Whether to write the access log.
     pub access_log: bool,
-    /// Keep each worker thread's upstream connections to itself (see
-    /// [`upstream_group`]); right when each thread runs its own runtime.
-    pub pool_per_thread: bool,
 }
 
-/// The pool group of this thread's upstream connections. Without work stealing each
-/// worker thread has its own runtime, and a connection's readiness is reported to the
-/// thread that opened it. Taken from the shared pool by another thread, every request
-/// then needs the opener's wake-up and a second wake-up of the user. Grouping pooled
-/// connections by thread keeps each connection on the thread that opened it.
-fn upstream_group() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    thread_local! {
-        static GROUP: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    GROUP.with(|group| *group)
-}
-
-/// The Courser proxy logic.
+/// The Courser proxy logic. Clones share all state: each worker thread's service gets one.
+#[derive(Clone)]
 pub struct CourserProxy {
     /// The backends, their active health and the selection.
     pub lb: Arc<LoadBalancer<CourserSelection>>,
@@ -85,7 +69,7 @@ pub struct CourserProxy {
     /// Where request outcomes are counted.
     pub metrics: Arc<Metrics>,
     /// Per-client-IP token buckets.
-    pub limiter: RateLimiter,
+    pub limiter: Arc<RateLimiter>,
     /// Limits and timeouts.
     pub policy: RequestPolicy,
     /// Raised at shutdown: answers then close their connection.
@@ -282,9 +266,6 @@ impl ProxyHttp for CourserProxy {
         peer.options.read_timeout = Some(self.policy.read_timeout);
         peer.options.write_timeout = Some(self.policy.write_timeout);
         peer.options.idle_timeout = Some(self.policy.idle_timeout);
-        if self.policy.pool_per_thread {
-            peer.group_key = upstream_group();
-        }
         ctx.attempt = Some(state.start());
         ctx.attempt_started = Instant::now();
         Ok(peer)

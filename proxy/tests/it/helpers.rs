@@ -221,7 +221,7 @@ pub async fn spawn_proxy(backends: &[&TestBackend], extra: &str) -> TestProxy {
     std::fs::create_dir_all(&dir).unwrap();
     let config_path = dir.join("proxy.toml");
     let config = format!(
-        "listen = \"{addr}\"\nmetrics_listen = \"{metrics_addr}\"\nthreads = 1\n\
+        "listen = \"{addr}\"\nmetrics_listen = \"{metrics_addr}\"\nthreads = 2\n\
          health_interval_ms = 200\nreload_poll_ms = 200\nupgrade_sock = \"{}\"\n{extra}\n",
         dir.join("upgrade.sock").display()
     );
@@ -348,6 +348,16 @@ impl TestProxy {
         proxy_command(&self.config_path)
             .arg("--upgrade")
             .spawn()
+            .unwrap()
+    }
+
+    /// A second proxy started, without `--upgrade`, on this one's configuration but its
+    /// own admin address; waits for it to exit.
+    pub fn run_second(&self) -> std::process::Output {
+        proxy_command(&self.config_path)
+            .env("COURSER_PROXY_METRICS_LISTEN", free_addr().to_string())
+            .stderr(Stdio::piped())
+            .output()
             .unwrap()
     }
 }

@@ -560,3 +560,19 @@ async fn a_bad_setting_stops_the_start_with_its_name() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("threads"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_second_proxy_on_a_taken_port_refuses_to_start_and_the_first_keeps_serving() {
+    let b = TestBackend::start("b0").await;
+    let proxy = spawn_proxy(&[&b], "").await;
+    let out = proxy.run_second();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {}", proxy.addr)),
+        "{stderr}"
+    );
+    for i in 0..20 {
+        assert_eq!(proxy.get(&format!("/course/{i}")).await.0, 200);
+    }
+}
