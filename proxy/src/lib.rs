@@ -3,8 +3,7 @@
 //! [`build`] turns validated [`Settings`] into a Pingora [`Server`]: the public proxy
 //! (wrapped in the slow-client guard; one service per worker thread, see [`listeners`]),
 //! the admin listener (`/metrics`), the load balancer's active health checks, and the
-//! reload and drain watchers. `main`
-//! only parses the command line and runs it.
+//! reload and drain watchers. `main` only parses the command line and runs it.
 
 pub mod admin;
 pub mod backends;
@@ -178,27 +177,25 @@ pub fn build(settings: Settings, upgrade: bool) -> Result<Server, BuildError> {
         header: ms(c.client_header_timeout_ms),
         idle: ms(c.client_idle_timeout_ms),
     };
+    let conf = server.configuration.clone();
     let public_service = |name: String| {
-        let http = pingora::proxy::http_proxy(&server.configuration, proxy.clone());
+        let http = pingora::proxy::http_proxy(&conf, proxy.clone());
         Service::new(name, SlowClientGuard::new(http, timeouts))
     };
-    let mut public = Vec::new();
+    if !upgrade {
+        listeners::ensure_free(settings.listen).map_err(BuildError::Listen)?;
+    }
     if c.work_stealing {
         let mut service = public_service("courser proxy".to_string());
         service.add_tcp(&settings.listen.to_string());
-        public.push(service);
+        server.add_service(service);
     } else {
-        if !upgrade {
-            listeners::ensure_free(settings.listen).map_err(BuildError::Listen)?;
-        }
-        for (thread, key) in listeners::per_thread_keys(settings.listen, c.threads)
-            .iter()
-            .enumerate()
-        {
+        let keys = listeners::per_thread_keys(settings.listen, c.threads);
+        for (thread, key) in keys.iter().enumerate() {
             let mut service = public_service(format!("courser proxy {thread}"));
             service.threads = Some(1);
             service.add_tcp_with_settings(key, listeners::per_thread_options());
-            public.push(service);
+            server.add_service(service);
         }
     }
 
@@ -224,9 +221,6 @@ pub fn build(settings: Settings, upgrade: bool) -> Result<Server, BuildError> {
     );
     let drain = background_service("drain", Drain { registry, draining });
 
-    for service in public {
-        server.add_service(service);
-    }
     server.add_service(admin);
     server.add_service(health_service);
     server.add_service(reloader);

@@ -36,11 +36,11 @@ pub fn per_thread_options() -> TcpSocketOptions {
     options
 }
 
-/// Fails when another socket already listens on `addr`. With `SO_REUSEPORT` a second
+/// Fails, naming the address, when another socket already listens on `addr`. Pingora
+/// would retry the bind for a while and then panic; and with `SO_REUSEPORT` a second
 /// proxy of the same user (a second stack on the machine, say) would share the port
-/// silently and take part of its connections; a plain bind refuses instead.
-/// `SO_REUSEADDR` as Pingora sets it, so connections of an earlier run still in
-/// TIME_WAIT do not count.
+/// silently and take part of its connections. `SO_REUSEADDR` as Pingora sets it, so
+/// connections of an earlier run still in TIME_WAIT do not count.
 pub fn ensure_free(addr: SocketAddr) -> io::Result<()> {
     let socket = match addr {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
