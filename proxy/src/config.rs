@@ -118,7 +118,9 @@ pub struct Config {
     pub listen: String,
     /// Address of the admin listener serving `/metrics` and `/healthz`.
     pub metrics_listen: String,
-    /// Worker threads of the proxy service (Pingora runtime threads).
+    /// Worker threads of the proxy service (Pingora runtime threads); by default one
+    /// per core the process may use (its CPU quota included), like nginx's
+    /// `worker_processes auto`.
     pub threads: usize,
     /// Let the proxy's worker threads steal each other's tasks (one shared Tokio
     /// runtime and one listening socket). `false`, the default, makes each thread a
@@ -193,7 +195,7 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:8080".into(),
             metrics_listen: "127.0.0.1:9100".into(),
-            threads: 2,
+            threads: std::thread::available_parallelism().map_or(2, usize::from),
             work_stealing: false,
             backends: BackendList::default(),
             selection: Spread::RoundRobin,
