@@ -18,14 +18,12 @@ use pingora::listeners::TcpSocketOptions;
 /// so each socket needs its own key; a leading zero in the port leaves the address as
 /// it is (`127.0.0.1:08080` is `127.0.0.1:8080`).
 pub fn per_thread_keys(addr: SocketAddr, threads: usize) -> Vec<String> {
+    let port = addr.port();
+    let written = addr.to_string();
+    // The host as written, brackets and any IPv6 scope included.
+    let host = &written[..written.len() - port.to_string().len() - 1];
     (0..threads)
-        .map(|zeros| {
-            let port = format!("{}{}", "0".repeat(zeros), addr.port());
-            match addr {
-                SocketAddr::V4(v4) => format!("{}:{port}", v4.ip()),
-                SocketAddr::V6(v6) => format!("[{}]:{port}", v6.ip()),
-            }
-        })
+        .map(|zeros| format!("{host}:{}{port}", "0".repeat(zeros)))
         .collect()
 }
 
