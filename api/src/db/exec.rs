@@ -37,6 +37,7 @@ impl Db {
             tcp,
             options.get_username(),
             options.get_database().unwrap_or(options.get_username()),
+            metrics.unreachable(),
         ));
         if tcp {
             tokio::spawn(reachability::sentinel(

@@ -7,7 +7,8 @@
 //!   `db_query_errors_total{query}` counters;
 //! - `db_pool_acquire_duration_seconds` histogram, `db_pool_acquire_timeouts_total`,
 //!   `db_pool_waiting`;
-//! - `db_pool_connections{state="idle"|"in_use"}`, `db_pool_max_connections`.
+//! - `db_pool_connections{state="idle"|"in_use"}`, `db_pool_max_connections`;
+//! - `db_unreachable_total`, counted by `reachability`.
 
 use std::time::Instant;
 
@@ -53,6 +54,7 @@ pub struct DbMetrics {
     waiting: Gauge,
     pool_connections: Family<PoolLabels, Gauge>,
     pool_max: Gauge,
+    unreachable: Counter,
 }
 
 impl DbMetrics {
@@ -118,6 +120,12 @@ impl DbMetrics {
             "The most database connections the pool may open",
             pool_max.clone(),
         );
+        let unreachable = Counter::default();
+        registry.register(
+            "db_unreachable",
+            "Times this instance marked the database unreachable (a failed check, or the server ending its sentinel session); requests answer 503 at once until a retry finds it",
+            unreachable.clone(),
+        );
         Self {
             query_duration,
             query_rows,
@@ -127,7 +135,13 @@ impl DbMetrics {
             waiting,
             pool_connections,
             pool_max,
+            unreachable,
         }
+    }
+
+    /// The counter `reachability` moves each time it marks the database down.
+    pub(crate) fn unreachable(&self) -> Counter {
+        self.unreachable.clone()
     }
 
     /// Sets the pool gauges from the pool as it is now (called at scrape time).

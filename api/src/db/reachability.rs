@@ -18,6 +18,7 @@ use std::sync::Weak;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
 use sqlx::ConnectOptions as _;
 use sqlx::postgres::PgConnectOptions;
 
@@ -63,11 +64,21 @@ pub struct Reachability {
     up_at: AtomicU64,
     /// Wakes the requests waiting on the pool when the database is marked down.
     went_down: Notify,
+    /// Each marking down, for the on-call (`db_unreachable_total`).
+    marked_down: Counter,
 }
 
 impl Reachability {
-    /// `user` and `database` go into the check's startup packet.
-    pub fn new(host: &str, port: u16, tcp: bool, user: &str, database: &str) -> Self {
+    /// `user` and `database` go into the check's startup packet; `marked_down` counts
+    /// each time the database is marked down.
+    pub fn new(
+        host: &str,
+        port: u16,
+        tcp: bool,
+        user: &str,
+        database: &str,
+        marked_down: Counter,
+    ) -> Self {
         Self {
             host: host.to_owned(),
             port,
@@ -77,6 +88,7 @@ impl Reachability {
             down_at: AtomicU64::new(0),
             up_at: AtomicU64::new(0),
             went_down: Notify::new(),
+            marked_down,
         }
     }
 
@@ -118,6 +130,7 @@ impl Reachability {
 
     fn down(&self) {
         self.down_at.store(self.now(), Ordering::Release);
+        self.marked_down.inc();
         self.went_down.notify_waiters();
     }
 
@@ -268,13 +281,17 @@ fn startup_packet(user: &str, database: &str) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use prometheus_client::metrics::counter::Counter;
+
     use super::{Reachability, State};
 
     #[test]
     fn while_down_one_caller_retries_and_the_others_fail_fast() {
-        let reach = Reachability::new("127.0.0.1", 1, true, "u", "d");
+        let marked_down = Counter::default();
+        let reach = Reachability::new("127.0.0.1", 1, true, "u", "d", marked_down.clone());
         assert_eq!(reach.state(), State::Up);
         reach.down();
+        assert_eq!(marked_down.get(), 1);
         assert_eq!(reach.state(), State::Down, "just marked down: fail fast");
         std::thread::sleep(super::RETRY_EVERY);
         assert_eq!(reach.state(), State::Retry, "one caller tries again");
@@ -319,7 +336,14 @@ mod tests {
             (b'C', "57P03"),
             (b'M', "the database system is shutting down"),
         ]);
-        let reach = Reachability::new("127.0.0.1", answering(shutting_down).await, true, "u", "d");
+        let reach = Reachability::new(
+            "127.0.0.1",
+            answering(shutting_down).await,
+            true,
+            "u",
+            "d",
+            Counter::default(),
+        );
         assert!(!reach.check().await, "57P03 takes no session");
         assert_eq!(reach.state(), State::Down);
 
@@ -328,7 +352,14 @@ mod tests {
             (b'C', "28000"),
             (b'M', "no pg_hba.conf entry"),
         ]);
-        let reach = Reachability::new("127.0.0.1", answering(no_hba).await, true, "u", "d");
+        let reach = Reachability::new(
+            "127.0.0.1",
+            answering(no_hba).await,
+            true,
+            "u",
+            "d",
+            Counter::default(),
+        );
         assert!(
             reach.check().await,
             "a configuration error is the pool's to report"
@@ -336,7 +367,14 @@ mod tests {
 
         // AuthenticationOk.
         let auth_ok = vec![b'R', 0, 0, 0, 8, 0, 0, 0, 0];
-        let reach = Reachability::new("127.0.0.1", answering(auth_ok).await, true, "u", "d");
+        let reach = Reachability::new(
+            "127.0.0.1",
+            answering(auth_ok).await,
+            true,
+            "u",
+            "d",
+            Counter::default(),
+        );
         assert!(reach.check().await);
         assert_eq!(reach.state(), State::Up);
     }
@@ -356,7 +394,7 @@ mod tests {
     async fn a_closed_port_is_unreachable() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let reach = Reachability::new("127.0.0.1", port, true, "u", "d");
+        let reach = Reachability::new("127.0.0.1", port, true, "u", "d", Counter::default());
         assert!(reach.check().await);
         drop(listener);
         assert!(
