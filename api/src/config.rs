@@ -15,6 +15,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub struct Config {
     /// Address the HTTP server listens on (`COURSER_LISTEN`).
     pub listen: SocketAddr,
+    /// Threads serving requests (`COURSER_WORKER_THREADS`); one per usable core by
+    /// default. Several instances on one machine should share its cores between them
+    /// (`courser up` does): more threads than cores only adds wake-ups and switches.
+    pub worker_threads: usize,
     /// Postgres connection URL (`COURSER_DATABASE_URL`).
     pub database_url: String,
     /// Most connections this instance opens to Postgres (`COURSER_POOL_SIZE`). Four
@@ -66,6 +70,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            worker_threads: std::thread::available_parallelism().map_or(2, usize::from),
             database_url: "postgres://postgres@127.0.0.1:15432/courser".into(),
             pool_size: 16,
             pool_min_idle: 4,
@@ -102,6 +107,7 @@ pub enum ConfigError {
 /// The environment variables read, one per field.
 const ENV_KEYS: &[&str] = &[
     "listen",
+    "worker_threads",
     "database_url",
     "pool_size",
     "pool_min_idle",
@@ -151,6 +157,9 @@ impl Config {
             && !self.database_url.starts_with("postgresql://")
         {
             return invalid("database_url", "must be a postgres:// URL");
+        }
+        if !(1..=1024).contains(&self.worker_threads) {
+            return invalid("worker_threads", "must be 1–1024");
         }
         if self.pool_size == 0 {
             return invalid("pool_size", "must be at least 1");
@@ -258,7 +267,7 @@ mod tests {
 
     #[test]
     fn each_mistake_names_its_setting() {
-        let cases: [(&str, Config); 4] = [
+        let cases: [(&str, Config); 5] = [
             ("api_keys", Config::default()),
             (
                 "api_keys",
@@ -271,6 +280,13 @@ mod tests {
                 "pool_size",
                 Config {
                     pool_size: 0,
+                    ..valid()
+                },
+            ),
+            (
+                "worker_threads",
+                Config {
+                    worker_threads: 0,
                     ..valid()
                 },
             ),

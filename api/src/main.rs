@@ -28,19 +28,35 @@ enum Command {
     Migrate,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::extract(cli.config.as_deref()).context("invalid configuration")?;
     init_logging(config.log_json);
-    match cli.command.unwrap_or(Command::Serve) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    // Checked before the runtime exists, since serving sizes it from the configuration.
+    let threads = match command {
+        Command::Serve => {
+            config.validate().context("invalid configuration")?;
+            config.worker_threads
+        }
+        Command::Migrate => 1,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?
+        .block_on(run(command, config))
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
         Command::Migrate => {
             let db = startup::connect(&config).await?;
             MIGRATOR.run(&db).await.context("migration failed")?;
             tracing::info!("migrations applied");
         }
         Command::Serve => {
-            config.validate().context("invalid configuration")?;
             let app = Application::build(&config).await?;
             tracing::info!(listen = %app.local_addr()?, "courser-api serving");
             app.run_until_stopped(shutdown_signal()).await?;

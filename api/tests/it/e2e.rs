@@ -61,6 +61,18 @@ async fn start(db: &TestDb, env: &[(&str, &str)]) -> (Process, String) {
     panic!("courser-api did not become ready");
 }
 
+/// The threads of process `pid` that are tokio's workers (blocking threads have another
+/// name).
+fn worker_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter(|task| {
+            let comm = task.as_ref().unwrap().path().join("comm");
+            std::fs::read_to_string(comm).is_ok_and(|name| name.trim() == "tokio-rt-worker")
+        })
+        .count()
+}
+
 #[tokio::test]
 async fn the_binary_migrates_serves_the_api_and_stops_cleanly_on_sigterm() {
     let db = TestDb::create().await;
@@ -75,7 +87,12 @@ async fn the_binary_migrates_serves_the_api_and_stops_cleanly_on_sigterm() {
         String::from_utf8_lossy(&migrate.stderr)
     );
 
-    let (mut server, addr) = start(&db, &[("COURSER_MIGRATE_ON_START", "false")]).await;
+    let env = [
+        ("COURSER_MIGRATE_ON_START", "false"),
+        ("COURSER_WORKER_THREADS", "3"),
+    ];
+    let (mut server, addr) = start(&db, &env).await;
+    assert_eq!(worker_threads(server.0.id()), 3, "COURSER_WORKER_THREADS");
     let client = reqwest::Client::new();
     let url = |path: &str| format!("http://{addr}{path}");
 
@@ -126,6 +143,13 @@ async fn the_binary_refuses_to_start_with_a_configuration_mistake_and_names_it()
                 ("COURSER_LISTEN", "nowhere"),
             ],
             "listen",
+        ),
+        (
+            vec![
+                ("COURSER_API_KEYS", "0123456789abcdef0"),
+                ("COURSER_WORKER_THREADS", "0"),
+            ],
+            "worker_threads",
         ),
     ];
     for (env, setting) in cases {

@@ -179,6 +179,18 @@ impl Drop for TestStack {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_an_api_instance_fails_no_read_and_loses_no_acknowledged_write() {
     let stack = TestStack::start().await;
+    // Started by `api::spawn`, the instances share the machine's cores (the api's own
+    // tests show that the setting sizes its runtime).
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let setting = format!("COURSER_WORKER_THREADS={}", api::threads_each(cores, 2));
+    for instance in api::Instance::all(&stack.stack.layout) {
+        let pid = instance.process.running_pid().unwrap();
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        assert!(
+            environ.split(|&b| b == 0).any(|v| v == setting.as_bytes()),
+            "{setting} not in the environment of {pid}"
+        );
+    }
     let row = stack.run(Fault::KillApi, Duration::from_secs(2)).await;
     assert_eq!(row.errors - row.write_errors, 0, "read errors: {row:?}");
     stack.stop().await;
