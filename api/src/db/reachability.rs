@@ -66,6 +66,8 @@ pub struct Reachability {
     went_down: Notify,
     /// Each marking down, for the on-call (`db_unreachable_total`).
     marked_down: Counter,
+    /// Held by the one check in flight.
+    asking: tokio::sync::Mutex<()>,
 }
 
 impl Reachability {
@@ -89,6 +91,7 @@ impl Reachability {
             up_at: AtomicU64::new(0),
             went_down: Notify::new(),
             marked_down,
+            asking: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -144,16 +147,31 @@ impl Reachability {
     /// timed-out connect, a connection closed before an answer, or an answer of 57P03,
     /// is a no: a slow answer or any other (authentication, TLS required) is left to the
     /// pool. Requests waiting at once share a yes for [`CHECK_AFTER`].
+    ///
+    /// One check at a time: the others wait for its answer. Under overload every acquire
+    /// is slow, and each check costs Postgres a backend fork; hundreds at once overflowed
+    /// its listen queue, so that checks timed out and marked a busy database down.
     pub async fn check(&self) -> bool {
-        if !self.tcp {
+        if !self.tcp || self.freshly_up() {
             return true;
         }
-        let up_at = self.up_at.load(Ordering::Acquire);
-        let fresh = u64::try_from(CHECK_AFTER.as_millis()).unwrap_or(u64::MAX);
-        if up_at != 0 && self.now().saturating_sub(up_at) < fresh {
+        let since = self.now();
+        let _asking = self.asking.lock().await;
+        // The check this one waited for may have answered.
+        if self.down_at.load(Ordering::Acquire) > since {
+            return false;
+        }
+        if self.freshly_up() {
             return true;
         }
         self.ask().await
+    }
+
+    /// Whether a check found the server up within [`CHECK_AFTER`].
+    fn freshly_up(&self) -> bool {
+        let up_at = self.up_at.load(Ordering::Acquire);
+        let fresh = u64::try_from(CHECK_AFTER.as_millis()).unwrap_or(u64::MAX);
+        up_at != 0 && self.now().saturating_sub(up_at) < fresh
     }
 
     /// A connection was lost: down at once if the server said it is shutting down (or
@@ -168,24 +186,30 @@ impl Reachability {
 
     async fn ask(&self) -> bool {
         let connect = TcpStream::connect((self.host.as_str(), self.port));
-        let reachable = match tokio::time::timeout(CHECK_TIMEOUT, connect).await {
+        let refused: Option<String> = match tokio::time::timeout(CHECK_TIMEOUT, connect).await {
             Ok(Ok(stream)) => {
                 match tokio::time::timeout(CHECK_TIMEOUT, self.refusal(stream)).await {
-                    Ok(Ok(refused)) => !refused,
-                    // Closed or reset before an answer: no session.
-                    Ok(Err(_)) => false,
+                    Ok(Ok(true)) => Some("it takes no sessions now (57P03)".into()),
+                    Ok(Ok(false)) => None,
+                    Ok(Err(error)) => Some(format!("it closed the connection: {error}")),
                     // Busy, or shutting down: the pool will tell.
-                    Err(_slow) => true,
+                    Err(_slow) => None,
                 }
             }
-            _ => false,
+            Ok(Err(error)) => Some(format!("connecting failed: {error}")),
+            Err(_) => Some(format!("no connection within {CHECK_TIMEOUT:?}")),
         };
-        if reachable {
-            self.up_at.store(self.now(), Ordering::Release);
-        } else {
-            self.down();
+        match refused {
+            None => {
+                self.up_at.store(self.now(), Ordering::Release);
+                true
+            }
+            Some(why) => {
+                tracing::warn!(%why, "the database is unreachable");
+                self.down();
+                false
+            }
         }
-        reachable
     }
 
     /// Sends the startup packet; true if the server answers with an ErrorResponse of
@@ -388,6 +412,47 @@ mod tests {
         );
         assert_eq!(&packet[4..8], &[0, 3, 0, 0]);
         assert_eq!(&packet[8..], b"user\0courser\0database\0reviews\0\0");
+    }
+
+    #[tokio::test]
+    async fn requests_checking_at_once_share_one_check() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // A server that takes connections and never answers: each check takes its
+        // whole timeout and finds the server busy, not down.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+        let reach = Arc::new(Reachability::new(
+            "127.0.0.1",
+            port,
+            true,
+            "u",
+            "d",
+            Counter::default(),
+        ));
+        let checks: Vec<_> = (0..50)
+            .map(|_| {
+                let reach = Arc::clone(&reach);
+                tokio::spawn(async move { reach.check().await })
+            })
+            .collect();
+        for check in checks {
+            assert!(check.await.unwrap(), "a busy server is not down");
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one connection for 50 checks"
+        );
     }
 
     #[tokio::test]
