@@ -186,7 +186,7 @@ impl Reachability {
 
     async fn ask(&self) -> bool {
         let connect = TcpStream::connect((self.host.as_str(), self.port));
-        let refused: Option<String> = match tokio::time::timeout(CHECK_TIMEOUT, connect).await {
+        let why_down: Option<String> = match tokio::time::timeout(CHECK_TIMEOUT, connect).await {
             Ok(Ok(stream)) => {
                 match tokio::time::timeout(CHECK_TIMEOUT, self.refusal(stream)).await {
                     Ok(Ok(true)) => Some("it takes no sessions now (57P03)".into()),
@@ -199,7 +199,7 @@ impl Reachability {
             Ok(Err(error)) => Some(format!("connecting failed: {error}")),
             Err(_) => Some(format!("no connection within {CHECK_TIMEOUT:?}")),
         };
-        match refused {
+        match why_down {
             None => {
                 self.up_at.store(self.now(), Ordering::Release);
                 true
