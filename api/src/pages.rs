@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::db::Db;
-use crate::db::ratings::{self, CourseRating};
+use crate::db::ratings::CourseRating;
 use crate::db::reviewers::{self, Reviewer};
 use crate::db::reviews::{self, ListedReview};
 use crate::domain::{CourseId, PageQuery};
@@ -86,13 +86,14 @@ impl Source for PageSource<'_> {
         _course: i64,
         _variant: &str,
     ) -> Result<Option<LoadedPage>, ApiError> {
-        // One connection for both statements: one wait for the pool, not two.
-        let mut conn = self.db.acquire().await?;
-        let Some(rating) = ratings::find(&mut conn, self.course).await? else {
+        let Some(reviews::Page {
+            rating,
+            reviews: listed,
+            next,
+        }) = reviews::page(self.db, self.course, self.query).await?
+        else {
             return Ok(None);
         };
-        let (listed, next) = reviews::page(&mut conn, self.course, self.query).await?;
-        drop(conn);
         let reviewers = listed
             .iter()
             .map(|l| reviewer_fragment(&l.reviewer))

@@ -1,6 +1,8 @@
 //! `ratings`: one row per course, the exact aggregate of its reviews.
 
 use serde::Serialize;
+use sqlx::FromRow;
+use sqlx::postgres::PgRow;
 use utoipa::ToSchema;
 
 use crate::db::{Exec, QueryName, Rows};
@@ -55,6 +57,11 @@ impl Rows for Row {
     fn rows(&self) -> u64 {
         1
     }
+}
+
+/// The rating in a row that has the `ratings` columns among others.
+pub(crate) fn from_row(row: &PgRow) -> sqlx::Result<CourseRating> {
+    Row::from_row(row).map(Into::into)
 }
 
 impl From<Row> for CourseRating {

@@ -4,6 +4,10 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, Row as _};
+
+use crate::db::ratings::{self, CourseRating};
 use crate::db::reviewers::Reviewer;
 use crate::db::{Exec, QueryName, Rows};
 use crate::domain::{
@@ -237,40 +241,63 @@ pub async fn delete_course_reviews(
 
 // One statement per sort order (and star filter where it needs its own index), each
 // walking exactly one index of the migration from the cursor onward: no OFFSET, no sort
-// step. A first page starts from a cursor before every row, so the same statement
-// serves every page. The statements are built from literals at compile time, never
-// from input. `$1` course, `$2`/`$3` the cursor's key and id, `$4` the page size
+// step below the LIMIT. A first page starts from a cursor before every row, so the same
+// statement serves every page. The statements are built from literals at compile time,
+// never from input. `$1` course, `$2`/`$3` the cursor's key and id, `$4` the page size
 // plus one (to learn whether a next page exists); `$5` the star filter.
+//
+// The course's rating comes in the same statement (one round trip and one snapshot for
+// the whole page): no row means no such course, one row with a null review id an empty
+// page. The outer ORDER BY repeats the inner one so that the order is SQL's promise, not
+// the plan's; it sorts at most `$4` rows.
 macro_rules! page_sql {
-    ($where_order:literal) => {
+    ($filter:literal, $order:literal) => {
         concat!(
-            r#"SELECT r.id, r.course_id, r.reviewer_id, r.half_stars, r.comment, r.helpful,
-       r.reported, r.created_at, r.updated_at, v.name AS reviewer_name,
-       v.picture AS reviewer_picture, v.courses_taken AS reviewer_courses_taken,
-       v.review_count AS reviewer_review_count
-FROM reviews r JOIN reviewers v ON v.id = r.reviewer_id
-WHERE r.course_id = $1 AND NOT r.reported "#,
-            $where_order
+            r#"SELECT g.course_id, g.review_count, g.half_stars_sum, g.distribution,
+       p.id, p.reviewer_id, p.half_stars, p.comment, p.helpful, p.reported, p.created_at,
+       p.updated_at, p.reviewer_name, p.reviewer_picture, p.reviewer_courses_taken,
+       p.reviewer_review_count
+FROM ratings g LEFT JOIN (
+    SELECT r.id, r.reviewer_id, r.half_stars, r.comment, r.helpful, r.reported,
+           r.created_at, r.updated_at, v.name AS reviewer_name,
+           v.picture AS reviewer_picture, v.courses_taken AS reviewer_courses_taken,
+           v.review_count AS reviewer_review_count
+    FROM reviews r JOIN reviewers v ON v.id = r.reviewer_id
+    WHERE r.course_id = $1 AND NOT r.reported "#,
+            $filter,
+            "\n    ORDER BY ",
+            $order,
+            r#" LIMIT $4
+) p ON true
+WHERE g.course_id = $1
+ORDER BY "#,
+            $order
         )
     };
 }
 
-pub const PAGE_RECENT: &str =
-    page_sql!("AND (r.created_at, r.id) < ($2, $3) ORDER BY r.created_at DESC, r.id DESC LIMIT $4");
+pub const PAGE_RECENT: &str = page_sql!(
+    "AND (r.created_at, r.id) < ($2, $3)",
+    "created_at DESC, id DESC"
+);
 pub const PAGE_RECENT_STARS: &str = page_sql!(
-    "AND r.half_stars / 2 = $5 AND (r.created_at, r.id) < ($2, $3) ORDER BY r.created_at DESC, r.id DESC LIMIT $4"
+    "AND r.half_stars / 2 = $5 AND (r.created_at, r.id) < ($2, $3)",
+    "created_at DESC, id DESC"
 );
 pub const PAGE_HELPFUL: &str =
-    page_sql!("AND (r.helpful, r.id) < ($2, $3) ORDER BY r.helpful DESC, r.id DESC LIMIT $4");
+    page_sql!("AND (r.helpful, r.id) < ($2, $3)", "helpful DESC, id DESC");
 pub const PAGE_HELPFUL_STARS: &str = page_sql!(
-    "AND r.half_stars / 2 = $5 AND (r.helpful, r.id) < ($2, $3) ORDER BY r.helpful DESC, r.id DESC LIMIT $4"
+    "AND r.half_stars / 2 = $5 AND (r.helpful, r.id) < ($2, $3)",
+    "helpful DESC, id DESC"
 );
 // For highest/lowest a star filter is a half_stars range ($5..=$6) in the same index.
 pub const PAGE_HIGHEST: &str = page_sql!(
-    "AND r.half_stars BETWEEN $5 AND $6 AND (r.half_stars, r.id) < ($2, $3) ORDER BY r.half_stars DESC, r.id DESC LIMIT $4"
+    "AND r.half_stars BETWEEN $5 AND $6 AND (r.half_stars, r.id) < ($2, $3)",
+    "half_stars DESC, id DESC"
 );
 pub const PAGE_LOWEST: &str = page_sql!(
-    "AND r.half_stars BETWEEN $5 AND $6 AND (r.half_stars, r.id) > ($2, $3) ORDER BY r.half_stars, r.id LIMIT $4"
+    "AND r.half_stars BETWEEN $5 AND $6 AND (r.half_stars, r.id) > ($2, $3)",
+    "half_stars, id"
 );
 
 /// The statement for a query's sort order and star filter.
@@ -291,19 +318,28 @@ fn page_statement(sort: Sort, filtered: bool) -> (QueryName, &'static str) {
     }
 }
 
-/// A page of a course's unreported reviews, and the cursor of the next page if any.
+/// A course's rating, one page of its unreported reviews, and the cursor of the next
+/// page if any.
+#[derive(Debug)]
+pub struct Page {
+    pub rating: CourseRating,
+    pub reviews: Vec<ListedReview>,
+    pub next: Option<Cursor>,
+}
+
+/// One page of a course, or `None` if there is no such course.
 pub async fn page(
     db: impl Into<Exec<'_>>,
     course: CourseId,
     query: &PageQuery,
-) -> sqlx::Result<(Vec<ListedReview>, Option<Cursor>)> {
+) -> sqlx::Result<Option<Page>> {
     let limit = usize::from(query.limit.get());
     let (key, id) = match query.after {
         Some(cursor) => (cursor.key, cursor.id),
         None => start_of(query.sort),
     };
     let (name, sql) = page_statement(query.sort, query.stars.is_some());
-    let statement = sqlx::query_as::<_, ListedRow>(sql).bind(course.get());
+    let statement = sqlx::query(sql).bind(course.get());
     let statement = match key {
         SortKey::CreatedAt(micros) => statement.bind(timestamp_from_micros(micros)),
         SortKey::Helpful(helpful) => statement.bind(helpful),
@@ -322,21 +358,35 @@ pub async fn page(
             None => statement.bind(2_i16).bind(10_i16),
         },
     };
-    let mut rows: Vec<ListedReview> = db
+    let rows: Vec<PgRow> = db
         .into()
         .run(name, async |conn| statement.fetch_all(conn).await)
-        .await?
-        .into_iter()
-        .map(ListedReview::from)
-        .collect();
-    let next = if rows.len() > limit {
-        rows.truncate(limit);
-        rows.last()
+        .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let rating = ratings::from_row(first)?;
+    let mut reviews = Vec::with_capacity(rows.len());
+    for row in &rows {
+        // The one row of an empty page carries the rating only.
+        if row.try_get::<Option<i64>, _>("id")?.is_none() {
+            break;
+        }
+        reviews.push(ListedReview::from(ListedRow::from_row(row)?));
+    }
+    let next = if reviews.len() > limit {
+        reviews.truncate(limit);
+        reviews
+            .last()
             .map(|last| cursor_after(query.sort, &last.review))
     } else {
         None
     };
-    Ok((rows, next))
+    Ok(Some(Page {
+        rating,
+        reviews,
+        next,
+    }))
 }
 
 /// A key and id that sort before every review in `sort`'s order.

@@ -212,6 +212,11 @@ async fn an_empty_course_has_an_empty_page_and_the_default_page_size_is_ten() {
     let ten = app.course_page(1, "limit=11").await;
     assert_eq!(ten["reviews"].as_array().unwrap().len(), 11);
     assert!(ten["next_cursor"].is_null(), "{}", ten["next_cursor"]);
+    // A filter that matches none of its reviews: an empty page, the whole rating.
+    let none = app.course_page(1, "stars=5").await;
+    assert_eq!(none["reviews"], json!([]));
+    assert_eq!(none["rating"]["count"], 11);
+    assert_eq!(none["rating"]["distribution"]["3"], 11);
 }
 
 #[tokio::test]
