@@ -114,12 +114,21 @@ impl Application {
 
 /// A pool whose connections carry the statement timeout, checked by one connection now
 /// so that a wrong URL fails at start-up rather than on the first request.
+///
+/// Its connections plan each prepared statement once. Under Postgres' default
+/// (`plan_cache_mode = auto`) every course page was planned again on each execution, as
+/// the custom plan looked cheaper than the generic one: planning was half of Postgres'
+/// CPU on cold pages (BENCHMARKS.md). The generic plans are the ones
+/// `tests/it/explain.rs` checks.
 pub async fn connect(config: &Config) -> Result<PgPool, StartupError> {
     let statement_timeout = config.statement_timeout().as_millis().to_string();
     let options = PgConnectOptions::from_str(&config.database_url)
         .map_err(StartupError::Connect)?
         .application_name("courser-api")
-        .options([("statement_timeout", statement_timeout.as_str())]);
+        .options([
+            ("statement_timeout", statement_timeout.as_str()),
+            ("plan_cache_mode", "force_generic_plan"),
+        ]);
     PgPoolOptions::new()
         .max_connections(config.pool_size)
         .min_connections(config.pool_min_idle.min(config.pool_size))

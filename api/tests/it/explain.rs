@@ -10,6 +10,7 @@ use sqlx::{AssertSqlSafe, Postgres};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use courser_api::Config;
 use courser_api::db::reviews::{
     PAGE_HELPFUL, PAGE_HELPFUL_STARS, PAGE_HIGHEST, PAGE_LOWEST, PAGE_RECENT, PAGE_RECENT_STARS,
     page_sql,
@@ -432,3 +433,36 @@ async fn every_course_page_variant_is_one_index_range_scan_with_no_sort_step() {
     );
 }
 
+/// The service's own connections (`startup::connect`) plan a page statement once and
+/// reuse that generic plan: under Postgres' default every execution was planned anew.
+#[tokio::test]
+async fn the_services_connections_plan_a_page_statement_once() {
+    let app = spawn_app().await;
+    load(&app).await;
+    let config = Config {
+        pool_size: 1,
+        ..app.config.clone()
+    };
+    let pool = courser_api::startup::connect(&config).await.unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let later_than_every_review = OffsetDateTime::parse("2100-01-01T00:00:00Z", &Rfc3339).unwrap();
+    for course in 1..=10_i64 {
+        let rows = sqlx::query(PAGE_RECENT)
+            .bind(course)
+            .bind(later_than_every_review)
+            .bind(i64::MAX)
+            .bind(11_i64)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 11, "course {course}");
+    }
+    let plans: (i64, i64) = sqlx::query_as(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
+    )
+    .bind(PAGE_RECENT)
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(plans, (10, 0), "(generic plans, custom plans)");
+}
