@@ -161,6 +161,22 @@ pub async fn wait_ready(
         .await
 }
 
+/// Starts a stopped (or killed) instance again and waits until it is ready.
+pub async fn start_again(
+    layout: &Layout,
+    instance: &Instance,
+    bin: &Path,
+    database_url: &str,
+    key: &str,
+) -> anyhow::Result<()> {
+    // The old process may take a moment to leave the port.
+    while instance.process.running_pid().is_some() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut child = spawn(layout, instance, bin, database_url, key)?;
+    wait_ready(&http_client()?, instance, Some(&mut child)).await
+}
+
 /// Stops every instance; prints what it stopped.
 pub async fn stop_all(layout: &Layout) -> anyhow::Result<()> {
     for instance in Instance::all(layout) {

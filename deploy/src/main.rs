@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use courser::layout::Layout;
 use courser::stack::{self, UpOptions};
-use courser::{binaries, chaos, postgres, seed};
+use courser::{api, binaries, chaos, postgres, seed};
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Runs the Courser stack on this machine")]
@@ -155,6 +155,16 @@ fn main() -> anyhow::Result<ExitCode> {
                     options.threads
                 );
                 println!("{}", seed::load(&url, &spec, &options).await?);
+                if url == layout.database_url() {
+                    let api_bin = binaries::find(api::PROGRAM)?;
+                    if let Some(done) = stack::forget_cached_data(&layout, &api_bin, &url).await? {
+                        println!("{done}");
+                    }
+                } else if reset {
+                    println!(
+                        "api instances serving this database keep cached pages of the earlier data until their cache TTLs run out (COURSER_CACHE_LOCAL_TTL_MS, COURSER_CACHE_REDIS_TTL_MS): restart them and empty their Redis to serve the new data at once"
+                    );
+                }
             }
             Command::Verify {
                 sample,

@@ -69,16 +69,31 @@ pub async fn start(layout: &Layout, bin: &PathBuf) -> anyhow::Result<()> {
 
 /// `PING` over a plain connection: `+PONG` or an error.
 pub async fn ping(port: u16) -> anyhow::Result<()> {
-    let mut stream = tokio::time::timeout(
-        Duration::from_secs(1),
-        tokio::net::TcpStream::connect(("127.0.0.1", port)),
-    )
-    .await??;
-    stream.write_all(b"PING\r\n").await?;
-    let mut reply = [0u8; 7];
-    tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut reply)).await??;
-    if &reply != b"+PONG\r\n" {
-        bail!("unexpected reply {:?}", String::from_utf8_lossy(&reply));
+    command(port, "PING", "+PONG").await
+}
+
+/// Empties the stack's Redis: every cached page and reviewer is gone.
+pub async fn flush(port: u16) -> anyhow::Result<()> {
+    command(port, "FLUSHALL", "+OK").await
+}
+
+/// Sends one inline command over a plain connection and expects `reply` (a simple
+/// string) back, within a second for each step.
+pub async fn command(port: u16, command: &str, reply: &str) -> anyhow::Result<()> {
+    let step = Duration::from_secs(1);
+    let mut stream =
+        tokio::time::timeout(step, tokio::net::TcpStream::connect(("127.0.0.1", port))).await??;
+    stream
+        .write_all(format!("{command}\r\n").as_bytes())
+        .await?;
+    let want = format!("{reply}\r\n");
+    let mut got = vec![0u8; want.len()];
+    tokio::time::timeout(step, stream.read_exact(&mut got)).await??;
+    if got != want.as_bytes() {
+        bail!(
+            "{command} answered {:?}, not {reply}",
+            String::from_utf8_lossy(&got)
+        );
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! and the proxy in front of them).
 //! A new service is a module with start/stop/status and a line in each of these.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -21,6 +22,43 @@ pub struct UpOptions {
     /// Only the backing services (Postgres with the empty database, and Redis): what
     /// the tests need.
     pub only_services: bool,
+}
+
+/// After `courser seed` replaced the data under a running stack: empties its Redis, then
+/// restarts its running api instances, so that no cache tier serves a page of the
+/// earlier data (each would until its TTL ran out: 10 min in Redis, 60 s in an
+/// instance). Redis first: an instance not yet restarted never writes its pages back.
+/// Says what it did; `None` when none of the stack runs.
+pub async fn forget_cached_data(
+    layout: &Layout,
+    api_bin: &Path,
+    database_url: &str,
+) -> anyhow::Result<Option<String>> {
+    let mut done = Vec::new();
+    if redis::managed(layout).running_pid().is_some() {
+        redis::flush(layout.redis_port)
+            .await
+            .context("emptying the stack's Redis")?;
+        done.push("emptied its Redis".to_owned());
+    }
+    let running: Vec<Instance> = Instance::all(layout)
+        .into_iter()
+        .filter(|i| i.process.running_pid().is_some())
+        .collect();
+    if !running.is_empty() {
+        let key = apikey::ensure(&layout.api_key_file())?;
+        for instance in &running {
+            instance.process.stop().await?;
+            api::start_again(layout, instance, api_bin, database_url, &key).await?;
+        }
+        done.push(format!("restarted its {} api instances", running.len()));
+    }
+    Ok((!done.is_empty()).then(|| {
+        format!(
+            "the stack: {}, so no cached page of the earlier data is served",
+            done.join(" and ")
+        )
+    }))
 }
 
 /// Starts whatever is not running yet and prints where everything is.

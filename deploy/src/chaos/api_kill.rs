@@ -2,8 +2,6 @@
 //! fail (the proxy retries a refused connect or a reset GET elsewhere); a write in flight
 //! on the killed instance may fail, but no acknowledged write may be lost.
 
-use std::time::Duration;
-
 use anyhow::Context as _;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -48,17 +46,13 @@ pub fn kill_hard(instance: &Instance) -> anyhow::Result<u32> {
 
 /// Starts the instance again and waits until it is ready.
 pub async fn restart(stack: &Stack, instance: &Instance) -> anyhow::Result<()> {
-    // The old process may take a moment to leave the port.
-    while instance.process.running_pid().is_some() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let key = stack.api_key()?;
-    let mut child = api::spawn(
+    api::start_again(
         &stack.layout,
         instance,
         &stack.api_bin,
         &stack.database_url,
         &key,
-    )?;
-    api::wait_ready(&api::http_client()?, instance, Some(&mut child)).await
+    )
+    .await
 }

@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use sqlx::Connection as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::{Expect, Injected, LoadRun, Plan, Stack, Window};
 use crate::postgres;
@@ -54,17 +53,12 @@ pub async fn redis(stack: &Stack, load: &LoadRun, plan: &Plan) -> anyhow::Result
     load.sleep_until(plan.fault_at).await;
     let start = load.elapsed();
     let millis = plan.length.as_millis();
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", stack.layout.redis_port)).await?;
-    stream
-        .write_all(format!("CLIENT PAUSE {millis} ALL\r\n").as_bytes())
-        .await?;
-    let mut reply = [0u8; 5];
-    stream.read_exact(&mut reply).await?;
-    anyhow::ensure!(
-        &reply == b"+OK\r\n",
-        "CLIENT PAUSE answered {:?}",
-        String::from_utf8_lossy(&reply)
-    );
+    crate::redis::command(
+        stack.layout.redis_port,
+        &format!("CLIENT PAUSE {millis} ALL"),
+        "+OK",
+    )
+    .await?;
     tokio::time::sleep(plan.length).await;
     Ok(cached_reads_within_sla(
         load,

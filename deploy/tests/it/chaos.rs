@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use courser::chaos::{self, Fault, Options, Row, Stack};
 use courser::layout::Layout;
-use courser::{api, apikey, binaries, proxy, redis, seed};
+use courser::{api, apikey, binaries, proxy, redis, seed, stack};
 use rand::Rng as _;
+use sqlx::Connection as _;
 
 use crate::helpers::TestDb;
 
@@ -205,5 +206,51 @@ async fn redis_killed_then_back_costs_clients_nothing() {
         redis::ping(stack.stack.layout.redis_port).await.is_ok(),
         "Redis is back"
     );
+    stack.stop().await;
+}
+
+/// `courser seed --reset` under a running stack: afterwards it serves the new data, not
+/// the pages its caches (Redis, and the instance that answered) held of the old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_reload_no_cached_page_of_the_earlier_data_is_served() {
+    let stack = TestStack::start().await;
+    let db = stack.db.as_ref().unwrap();
+    let layout = &stack.stack.layout;
+    let url = format!("{}/course/1/reviews", stack.stack.proxy_url());
+    let client = reqwest::Client::new();
+    let comments = async || -> Vec<String> {
+        let page: serde_json::Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        page["reviews"]
+            .as_array()
+            .unwrap_or_else(|| panic!("not a page: {page}"))
+            .iter()
+            .map(|r| r["comment"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let old = comments().await;
+    assert_eq!(comments().await, old, "the page is cached");
+
+    let other_data = seed::Spec::from_scale(SCALE, 12).unwrap();
+    seed::load(&db.url, &other_data, &seed::Options::new(true))
+        .await
+        .unwrap();
+    let done = stack::forget_cached_data(layout, &stack.stack.api_bin, &db.url)
+        .await
+        .unwrap();
+    assert!(done.is_some_and(|d| d.contains("restarted its 2 api instances")));
+
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT comment FROM reviews WHERE course_id = 1 AND NOT reported
+         ORDER BY created_at DESC, id DESC LIMIT 10",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_ne!(
+        stored, old,
+        "seed 12 gives course 1 other reviews than seed 11"
+    );
+    assert_eq!(comments().await, stored);
     stack.stop().await;
 }
