@@ -1,11 +1,10 @@
 //! `reviews`: single reviews, and the keyset-paginated listing of a course page.
 
 use serde::Serialize;
-use time::OffsetDateTime;
-use utoipa::ToSchema;
-
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row as _};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use crate::db::ratings::{self, CourseRating};
 use crate::db::reviewers::Reviewer;
