@@ -118,7 +118,7 @@ fn main() -> anyhow::Result<ExitCode> {
             }
             Command::Down => stack::down(&layout).await?,
             Command::Status => return stack::status(&layout).await,
-            Command::Env => print!("{}", stack::env(&layout)),
+            Command::Env => stack::print_out(&stack::env(&layout))?,
             Command::Chaos {
                 case,
                 rate,

@@ -3,6 +3,7 @@
 //! and the proxy in front of them).
 //! A new service is a module with start/stop/status and a line in each of these.
 
+use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -170,13 +171,25 @@ pub async fn down(layout: &Layout) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes `text` to standard output. A reader that stopped early (`courser status |
+/// head`) is not an error: the rest is simply not shown, as with any Unix tool.
+pub fn print_out(text: &str) -> std::io::Result<()> {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 /// One line per process; fails (exit code 1) if anything is down.
 pub async fn status(layout: &Layout) -> anyhow::Result<ExitCode> {
     let mut all_up = true;
+    let mut unprinted = None;
     let mut line = |name: &str, pid: Option<u32>, address: &str, health: String, up: bool| {
         all_up &= up;
         let pid = pid.map_or_else(|| "stopped".to_owned(), |pid| pid.to_string());
-        println!("{name:<10} {pid:<8} {address:<16} {health}");
+        if let Err(err) = print_out(&format!("{name:<10} {pid:<8} {address:<16} {health}\n")) {
+            unprinted.get_or_insert(err);
+        }
     };
 
     let pg_address = format!("127.0.0.1:{}", layout.pg_port);
@@ -265,6 +278,9 @@ pub async fn status(layout: &Layout) -> anyhow::Result<ExitCode> {
         let up = pid.is_some() && healthz == Ok(200) && readyz == Ok(200);
         let health = format!("healthz {} readyz {}", show(&healthz), show(&readyz));
         line(&instance.process.name, pid, &instance.address(), health, up);
+    }
+    if let Some(err) = unprinted {
+        return Err(anyhow::Error::new(err).context("cannot print the status"));
     }
     Ok(if all_up {
         ExitCode::SUCCESS

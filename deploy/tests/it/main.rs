@@ -9,5 +9,6 @@
 )]
 
 mod chaos;
+mod cli;
 mod helpers;
 mod seed;
