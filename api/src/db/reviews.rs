@@ -97,6 +97,9 @@ pub async fn find(db: impl Into<Exec<'_>>, id: ReviewId) -> sqlx::Result<Option<
         .await
 }
 
+/// Dated when stored (`clock_timestamp()`), not when the transaction began (`now()`): the
+/// caller has locked the course's rating row by then, so a course's reviews are dated in
+/// the order they commit and its newest-first page lists them in that order.
 pub async fn insert(
     db: impl Into<Exec<'_>>,
     course: CourseId,
@@ -107,7 +110,8 @@ pub async fn insert(
     db.into()
         .run(QueryName::ReviewsInsert, async |conn| {
             sqlx::query_as(
-                r#"INSERT INTO reviews (course_id, reviewer_id, half_stars, comment) VALUES ($1, $2, $3, $4)
+                r#"INSERT INTO reviews (course_id, reviewer_id, half_stars, comment, created_at, updated_at)
+                   SELECT $1, $2, $3, $4, stored, stored FROM clock_timestamp() AS stored
                    RETURNING id, course_id, reviewer_id, half_stars, comment, helpful, reported, created_at, updated_at"#,
             )
             .bind(course.get())

@@ -261,3 +261,37 @@ async fn sql_metacharacters_and_unicode_in_every_string_field_are_stored_and_ret
     // And the tables are all still there.
     assert_eq!(app.rating(1).await["count"], HOSTILE.len());
 }
+
+/// A review's `created_at` is when it was stored, after its course's row was locked, not
+/// when its transaction began: so a course's reviews sort newest-first in the order they
+/// were committed, even when one waited on the course (or its instance was slow).
+#[tokio::test]
+async fn a_review_that_waited_for_its_course_is_dated_when_it_was_stored() {
+    let app = spawn_app().await;
+    app.create_course(1).await;
+    let reviewer = app.create_reviewer("Ann").await;
+    let mut lock = app.db.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM ratings WHERE course_id = 1 FOR UPDATE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let (review, released) = tokio::join!(app.create_review(1, reviewer, 4.0, "Waited"), async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let released: time::OffsetDateTime = sqlx::query_scalar("SELECT clock_timestamp()")
+            .fetch_one(&mut *lock)
+            .await
+            .unwrap();
+        lock.commit().await.unwrap();
+        released
+    });
+    let created = time::OffsetDateTime::parse(
+        review["created_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(
+        created >= released,
+        "created_at {created} is before the course was free again ({released})"
+    );
+    assert_eq!(review["updated_at"], review["created_at"]);
+}
