@@ -10,7 +10,6 @@ use courser::chaos::{self, Fault, Options, Row, Stack};
 use courser::layout::Layout;
 use courser::{api, apikey, binaries, proxy, redis, seed, stack};
 use rand::Rng as _;
-use sqlx::Connection as _;
 
 use crate::helpers::TestDb;
 
@@ -239,7 +238,7 @@ async fn after_a_reload_no_cached_page_of_the_earlier_data_is_served() {
         .unwrap();
     assert!(done.is_some_and(|d| d.contains("restarted its 2 api instances")));
 
-    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut conn = db.connect().await.unwrap();
     let stored: Vec<String> = sqlx::query_scalar(
         "SELECT comment FROM reviews WHERE course_id = 1 AND NOT reported
          ORDER BY created_at DESC, id DESC LIMIT 10",
