@@ -40,7 +40,8 @@ pub struct Config {
     pub api_keys: Vec<String>,
     /// Largest request body accepted, in bytes (`COURSER_BODY_LIMIT_BYTES`).
     pub body_limit_bytes: usize,
-    /// Longest a request may take before it answers 503 (`COURSER_REQUEST_TIMEOUT_MS`).
+    /// Longest a read may take before it answers 503 (`COURSER_REQUEST_TIMEOUT_MS`);
+    /// writes run to their end, bounded by the pool and statement timeouts.
     pub request_timeout_ms: u64,
     /// Longest an instance told to stop goes on serving while balancers let it go: it
     /// answers `/readyz` with 503 and stops once no request has come for half a second

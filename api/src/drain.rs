@@ -5,6 +5,9 @@
 //! longest drain. Stopping at once raced the proxy: a write sent on a kept-alive
 //! connection just as the instance closed it may have arrived, so it is never retried,
 //! and the client got a 502 (the fault suite's rolling restart).
+//!
+//! Writes run on tasks of their own (see `routes::request_lifetime`), which outlive their
+//! connections; the instance waits for them too before it stops.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,6 +17,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 /// How long without a request (other than readiness checks) before a draining instance
 /// takes it that the balancer has let it go.
@@ -25,6 +30,7 @@ struct Inner {
     epoch: Instant,
     /// Milliseconds since `epoch` of the last request that was not a readiness check.
     last_request_ms: AtomicU64,
+    writes: TaskTracker,
 }
 
 /// Whether the instance is draining, and when it last had traffic; cheap to clone.
@@ -37,6 +43,7 @@ impl Default for Drain {
             draining: AtomicBool::new(false),
             epoch: Instant::now(),
             last_request_ms: AtomicU64::new(0),
+            writes: TaskTracker::new(),
         }))
     }
 }
@@ -54,6 +61,21 @@ impl Drain {
         self.0
             .last_request_ms
             .store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Runs `write` to its end on a task of its own, whether or not anyone awaits it.
+    pub fn spawn_write<F>(&self, write: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.0.writes.spawn(write)
+    }
+
+    /// Waits for every write begun so far, and refuses new ones: the last step of a stop.
+    pub async fn writes_finished(&self) {
+        self.0.writes.close();
+        self.0.writes.wait().await;
     }
 
     /// Starts draining, then waits until the balancer has stopped sending (no request

@@ -96,19 +96,21 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, drains (see `drain`), then finishes the
-    /// requests in flight.
+    /// requests in flight and the writes whose clients have gone.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (drain, longest) = (self.drain, self.longest_drain);
+        let (drain, longest) = (self.drain.clone(), self.longest_drain);
         let stop = async move {
             shutdown.await;
             drain.drain(longest).await;
         };
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(stop)
-            .await
+            .await?;
+        self.drain.writes_finished().await;
+        Ok(())
     }
 }
 

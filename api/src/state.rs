@@ -19,6 +19,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub cache: Cache,
     pub drain: Drain,
-    /// Longest a request may run before it answers 503.
+    /// Longest a read may run before it answers 503 (writes run to their end).
     pub request_timeout: Duration,
 }

@@ -41,7 +41,10 @@ pub fn app(state: AppState, body_limit: usize) -> (Router, utoipa::openapi::Open
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), time_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_lifetime,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -59,14 +62,25 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::MethodNotAllowed(format!("{} does not allow {method}", uri.path()))
 }
 
-/// Answers 503 when a request runs past the configured limit, instead of holding the
-/// client (and a database connection) indefinitely.
-async fn time_limit(
+/// Reads answer 503 past the configured limit, instead of holding the client (and a
+/// database connection) indefinitely. Writes run to their end on a task of their own,
+/// whether the client waits or not: cancelled midway, by the client leaving or by that
+/// limit, a write could commit and never invalidate the caches (its change unseen until
+/// their TTL), or be answered 503 while it commits. The pool and statement timeouts
+/// bound a write instead.
+async fn request_lifetime(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    tokio::time::timeout(state.request_timeout, next.run(request))
+    if request.method().is_safe() {
+        return tokio::time::timeout(state.request_timeout, next.run(request))
+            .await
+            .map_err(|_| ApiError::Timeout(state.request_timeout));
+    }
+    state
+        .drain
+        .spawn_write(next.run(request))
         .await
-        .map_err(|_| ApiError::Timeout(state.request_timeout))
+        .map_err(|e| ApiError::Internal(e.into()))
 }

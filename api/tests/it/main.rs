@@ -12,6 +12,7 @@ mod helpers;
 mod auth;
 mod cache;
 mod cache_partition;
+mod cancellation;
 mod concurrency;
 mod course_page;
 mod e2e;
