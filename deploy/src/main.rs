@@ -156,8 +156,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 );
                 println!("{}", seed::load(&url, &spec, &options).await?);
                 if url == layout.database_url() {
-                    let api_bin = binaries::find(api::PROGRAM)?;
-                    if let Some(done) = stack::forget_cached_data(&layout, &api_bin, &url).await? {
+                    if let Some(done) = stack::forget_cached_data(&layout, || binaries::find(api::PROGRAM), &url).await? {
                         println!("{done}");
                     }
                 } else if reset {

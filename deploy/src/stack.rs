@@ -4,7 +4,7 @@
 //! A new service is a module with start/stop/status and a line in each of these.
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -29,10 +29,11 @@ pub struct UpOptions {
 /// restarts its running api instances, so that no cache tier serves a page of the
 /// earlier data (each would until its TTL ran out: 10 min in Redis, 60 s in an
 /// instance). Redis first: an instance not yet restarted never writes its pages back.
-/// Says what it did; `None` when none of the stack runs.
+/// Says what it did; `None` when none of the stack runs. `api_bin` is looked for only
+/// when an instance runs.
 pub async fn forget_cached_data(
     layout: &Layout,
-    api_bin: &Path,
+    api_bin: impl FnOnce() -> anyhow::Result<PathBuf>,
     database_url: &str,
 ) -> anyhow::Result<Option<String>> {
     let mut done = Vec::new();
@@ -47,10 +48,11 @@ pub async fn forget_cached_data(
         .filter(|i| i.process.running_pid().is_some())
         .collect();
     if !running.is_empty() {
+        let api_bin = api_bin()?;
         let key = apikey::ensure(&layout.api_key_file())?;
         for instance in &running {
             instance.process.stop().await?;
-            api::start_again(layout, instance, api_bin, database_url, &key).await?;
+            api::start_again(layout, instance, &api_bin, database_url, &key).await?;
         }
         done.push(format!("restarted its {} api instances", running.len()));
     }

@@ -233,7 +233,7 @@ async fn after_a_reload_no_cached_page_of_the_earlier_data_is_served() {
     seed::load(&db.url, &other_data, &seed::Options::new(true))
         .await
         .unwrap();
-    let done = stack::forget_cached_data(layout, &stack.stack.api_bin, &db.url)
+    let done = stack::forget_cached_data(layout, || Ok(stack.stack.api_bin.clone()), &db.url)
         .await
         .unwrap();
     assert!(done.is_some_and(|d| d.contains("restarted its 2 api instances")));
