@@ -10,17 +10,7 @@ use serde_json::json;
 use sqlx::Row as _;
 use sqlx::postgres::PgPoolOptions;
 
-use crate::helpers::{KEY, TestApp, TestDb, spawn_app, spawn_app_with, test_config};
-
-/// Holds course 1's rating row locked, so that a new review for it waits; commit to free.
-async fn hold_course_1(app: &TestApp) -> sqlx::Transaction<'static, sqlx::Postgres> {
-    let mut lock = app.db.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM ratings WHERE course_id = 1 FOR UPDATE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
-    lock
-}
+use crate::helpers::{KEY, TestDb, spawn_app, spawn_app_with, test_config};
 
 #[tokio::test]
 async fn a_write_whose_client_left_still_commits_and_reaches_the_cached_page() {
@@ -30,7 +20,7 @@ async fn a_write_whose_client_left_still_commits_and_reaches_the_cached_page() {
     // Cached now, in both tiers.
     assert_eq!(app.course_page(1, "").await["rating"]["count"], 0);
 
-    let lock = hold_course_1(&app).await;
+    let lock = app.lock_course(1).await;
     let gave_up = app
         .client
         .post(app.url("/review"))

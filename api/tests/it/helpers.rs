@@ -227,6 +227,18 @@ impl TestApp {
         .await
     }
 
+    /// Holds the course's rating row locked, so that writes to the course wait; commit
+    /// the transaction to let them go on.
+    pub async fn lock_course(&self, course_id: i64) -> sqlx::Transaction<'static, sqlx::Postgres> {
+        let mut lock = self.db.begin().await.unwrap();
+        sqlx::query("SELECT 1 FROM ratings WHERE course_id = $1 FOR UPDATE")
+            .bind(course_id)
+            .execute(&mut *lock)
+            .await
+            .unwrap();
+        lock
+    }
+
     /// A snapshot of every table, to show that a rejected write changed nothing.
     pub async fn snapshot(&self) -> Value {
         let (snapshot,): (Value,) = sqlx::query_as(

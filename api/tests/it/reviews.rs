@@ -270,11 +270,7 @@ async fn a_review_that_waited_for_its_course_is_dated_when_it_was_stored() {
     let app = spawn_app().await;
     app.create_course(1).await;
     let reviewer = app.create_reviewer("Ann").await;
-    let mut lock = app.db.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM ratings WHERE course_id = 1 FOR UPDATE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+    let mut lock = app.lock_course(1).await;
     let (review, released) = tokio::join!(app.create_review(1, reviewer, 4.0, "Waited"), async {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let released: time::OffsetDateTime = sqlx::query_scalar("SELECT clock_timestamp()")
