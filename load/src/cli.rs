@@ -62,7 +62,8 @@ pub struct Args {
     /// Worker threads (each a single-threaded runtime); 1 costs one core.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
-    /// Per request, counted from its due time; later is a timeout error.
+    /// A request not sent within this of its due time (every connection busy), or not
+    /// answered within this of being sent, is a timeout error.
     #[arg(long, default_value = "2s", value_parser = duration)]
     pub timeout: Duration,
     /// Random seed for the request sequence.

@@ -14,8 +14,8 @@ use serde::Serialize;
 pub enum ErrorKind {
     /// The TCP connection (or the HTTP handshake) could not be made.
     Connect,
-    /// No answer by the timeout, counted from the request's due time (including
-    /// requests that never got a connection in time).
+    /// No answer within the timeout of being sent, or no connection free within the
+    /// timeout of the request's due time.
     Timeout,
     /// 4xx answers.
     Status4xx,

@@ -62,3 +62,44 @@ fn a_200_ms_stall_shows_in_p99_because_latency_counts_from_the_due_time() {
         "a 200 ms stall breaks a 25 ms p99 SLA"
     );
 }
+
+/// Past capacity the tool's queue grows, but a request it sends still has the whole
+/// timeout for its answer. Timed out from its due time instead, each request sent at the
+/// end of the queue had only what was left of its timeout, and the tool hung up on
+/// nearly every answer the server was about to give: the run answered a fraction of what
+/// the server could.
+#[test]
+fn past_capacity_the_server_still_answers_at_its_own_rate() {
+    // 4 connections to a server that takes 50 ms per answer: 80/s at most.
+    let server = serve(|_req| async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        reply(StatusCode::OK, "ok")
+    });
+    let done = load(
+        &server.url,
+        &[
+            "--rate",
+            "200",
+            "--duration",
+            "4s",
+            "--warmup",
+            "0s",
+            "--connections",
+            "4",
+            "--timeout",
+            "300ms",
+        ],
+    );
+    let summary = &done.result.summary;
+    assert!(
+        summary.ok >= 240,
+        "{} answers in 4 s from a server that gives 80 a second: {:?}",
+        summary.ok,
+        summary.errors_by_kind
+    );
+    assert!(
+        summary.errors_by_kind.get("timeout").copied().unwrap_or(0) >= 300,
+        "what the server could not take counts as timeouts: {:?}",
+        summary.errors_by_kind
+    );
+}
