@@ -12,6 +12,9 @@ use courser::layout::Layout;
 use courser::stack::{self, UpOptions};
 use courser::{api, binaries, chaos, postgres, seed};
 
+/// After `courser seed --reset` into a database that is not the stack's own.
+const OTHER_DATABASE_RELOADED: &str = "api instances serving this database keep cached pages of the earlier data until their cache TTLs run out (COURSER_CACHE_LOCAL_TTL_MS, COURSER_CACHE_REDIS_TTL_MS): restart them and empty their Redis to serve the new data at once";
+
 #[derive(Debug, Parser)]
 #[command(version, about = "Runs the Courser stack on this machine")]
 struct Cli {
@@ -156,13 +159,12 @@ fn main() -> anyhow::Result<ExitCode> {
                 );
                 println!("{}", seed::load(&url, &spec, &options).await?);
                 if url == layout.database_url() {
-                    if let Some(done) = stack::forget_cached_data(&layout, || binaries::find(api::PROGRAM), &url).await? {
+                    let api_bin = || binaries::find(api::PROGRAM);
+                    if let Some(done) = stack::forget_cached_data(&layout, api_bin, &url).await? {
                         println!("{done}");
                     }
                 } else if reset {
-                    println!(
-                        "api instances serving this database keep cached pages of the earlier data until their cache TTLs run out (COURSER_CACHE_LOCAL_TTL_MS, COURSER_CACHE_REDIS_TTL_MS): restart them and empty their Redis to serve the new data at once"
-                    );
+                    println!("{OTHER_DATABASE_RELOADED}");
                 }
             }
             Command::Verify {
