@@ -134,6 +134,10 @@ pub struct Args {
     /// Capacity search: a shell command run before each trial (e.g. one emptying the caches).
     #[arg(long)]
     pub before_trial: Option<String>,
+    /// Before the run (and each capacity trial, after --before-trial), GET once every
+    /// page it will read, unmeasured: the run then measures the warm path (W1).
+    #[arg(long)]
+    pub prefill: bool,
 
     /// Account CPU and peak memory of these pids: NAME=PID[,PID..] (repeatable).
     #[arg(long)]
@@ -264,6 +268,7 @@ impl Args {
                 Progress::auto()
             },
             label: String::new(),
+            prefill: self.prefill,
         };
         let sla = Sla {
             p99_ms: self.sla_p99.as_secs_f64() * 1000.0,

@@ -13,6 +13,7 @@ pub mod capacity;
 pub mod checker;
 pub mod cli;
 pub mod client;
+pub mod prefill;
 pub mod procwatch;
 pub mod report;
 pub mod result;

@@ -193,6 +193,9 @@ pub struct Settings {
     pub freshness_bound_ms: Option<f64>,
     pub start_rate: f64,
     pub stages: Vec<Stage>,
+    /// Whether every page read was read once, unmeasured, before the run.
+    #[serde(default)]
+    pub prefill: bool,
 }
 
 impl Settings {
@@ -207,6 +210,7 @@ impl Settings {
             freshness_bound_ms: cfg.freshness.map(ms),
             start_rate: cfg.schedule.start_rate(),
             stages: cfg.schedule.stages(),
+            prefill: cfg.prefill,
         }
     }
 }

@@ -25,6 +25,7 @@ mod sweep;
 use crate::Error;
 use crate::checker::{Checker, CheckerSummary, Page, ReviewBody};
 use crate::client::{Answer, Conn, Target, status_error};
+use crate::prefill;
 use crate::procwatch::{ProcWatch, ProcessFigures, WatchSpec};
 use crate::rng::Rng;
 use crate::schedule::Schedule;
@@ -72,6 +73,14 @@ pub struct RunConfig {
     pub progress: Progress,
     /// Shown before progress lines (e.g. the capacity trial).
     pub label: String,
+    /// GET every page the run will read once before it starts (see `prefill`).
+    pub prefill: bool,
+}
+
+/// The seed of worker `id`'s request generator.
+#[must_use]
+pub fn worker_seed(seed: u64, id: u64) -> u64 {
+    seed.wrapping_add(id * 7919)
 }
 
 /// What a run produced.
@@ -93,6 +102,16 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutput, Error> {
         ));
     }
     let workers = cfg.workers.min(cfg.connections);
+    if cfg.prefill {
+        let p = prefill::run(cfg)?;
+        eprintln!(
+            "{}prefill    {} pages read once in {:.1} s before the run, {} failed",
+            cfg.label,
+            p.paths,
+            p.elapsed.as_secs_f64(),
+            p.failed
+        );
+    }
     let started_at = SystemTime::now();
     // A little lead so every worker is up before the first slot is due.
     let start = Instant::now() + Duration::from_millis(50);
@@ -110,7 +129,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutput, Error> {
             start,
             next: Cell::new(0),
             seq: Cell::new(0),
-            rng: RefCell::new(Rng::new(cfg.seed.wrapping_add(id as u64 * 7919))),
+            rng: RefCell::new(Rng::new(worker_seed(cfg.seed, id as u64))),
             targets: RefCell::new(Targets::default()),
             stats: stats.clone(),
             checker: checker.clone(),

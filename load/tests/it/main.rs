@@ -10,5 +10,6 @@ mod capacity;
 mod checker;
 mod helpers;
 mod omission;
+mod prefill;
 mod reports;
 mod scheduler;
