@@ -86,7 +86,7 @@ impl Default for Config {
             redis_url: "redis://127.0.0.1:16379".into(),
             cache_prefix: "courser".into(),
             cache_local_bytes: 256 * 1024 * 1024,
-            cache_local_ttl_ms: 60_000,
+            cache_local_ttl_ms: 600_000,
             cache_redis_ttl_ms: 600_000,
             redis_timeout_ms: 50,
         }
