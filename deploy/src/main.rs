@@ -35,6 +35,9 @@ enum Command {
     Down,
     /// One line per process; exits non-zero if anything is down.
     Status,
+    /// Empty the stack's Redis and restart its api instances (which empties their
+    /// in-process tiers), so that nothing cached before is served: a cold start.
+    ForgetCache,
     /// Print `export` lines: `eval "$(courser env)"`.
     Env,
     /// Generate a deterministic data set and load it with parallel binary COPY, then
@@ -102,6 +105,11 @@ enum Command {
     },
 }
 
+/// Empties the stack's caches; looks for the api binary only when an instance runs.
+async fn forget_cached_data(layout: &Layout, database_url: &str) -> anyhow::Result<Option<String>> {
+    stack::forget_cached_data(layout, || binaries::find(api::PROGRAM), database_url).await
+}
+
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     if let Command::Load { args } = cli.command {
@@ -121,6 +129,12 @@ fn main() -> anyhow::Result<ExitCode> {
             }
             Command::Down => stack::down(&layout).await?,
             Command::Status => return stack::status(&layout).await,
+            Command::ForgetCache => {
+                match forget_cached_data(&layout, &layout.database_url()).await? {
+                    Some(done) => println!("{done}"),
+                    None => println!("the stack is not running: nothing is cached"),
+                }
+            }
             Command::Env => stack::print_out(&stack::env(&layout))?,
             Command::Chaos {
                 case,
@@ -159,8 +173,7 @@ fn main() -> anyhow::Result<ExitCode> {
                 );
                 println!("{}", seed::load(&url, &spec, &options).await?);
                 if url == layout.database_url() {
-                    let api_bin = || binaries::find(api::PROGRAM);
-                    if let Some(done) = stack::forget_cached_data(&layout, api_bin, &url).await? {
+                    if let Some(done) = forget_cached_data(&layout, &url).await? {
                         println!("{done}");
                     }
                 } else if reset {

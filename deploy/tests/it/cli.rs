@@ -28,3 +28,21 @@ fn printing_into_a_closed_pipe_ends_quietly_without_a_panic() {
     }
     let _ = std::fs::remove_dir_all(home);
 }
+
+/// `courser forget-cache` with no stack running in its home touches nothing and says so.
+/// (What it does to a running stack is `stack::forget_cached_data`, tested in `chaos`.)
+#[test]
+fn forgetting_the_cache_of_a_stack_that_is_not_running_says_so() {
+    let home = std::env::temp_dir().join(format!("courser-cli-forget-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_courser"))
+        .arg("forget-cache")
+        .env("COURSER_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "the stack is not running: nothing is cached\n"
+    );
+    let _ = std::fs::remove_dir_all(home);
+}
