@@ -157,6 +157,18 @@ impl Conn {
         self.sender.is_closed()
     }
 
+    /// The connection kept in `slot`, or a new one in its place when there is none or
+    /// the server closed it.
+    pub async fn reuse_or_open<'a>(
+        slot: &'a mut Option<Self>,
+        target: &Target,
+    ) -> Result<&'a mut Self, ErrorKind> {
+        if slot.as_ref().is_none_or(Self::is_closed) {
+            *slot = Some(Self::open(target).await?);
+        }
+        slot.as_mut().ok_or(ErrorKind::Connect)
+    }
+
     /// Sends one request and reads the whole answer (the body is kept only when
     /// `keep_body`, otherwise drained so the connection can be reused).
     pub async fn send(

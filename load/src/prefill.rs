@@ -79,11 +79,10 @@ pub fn run(cfg: &RunConfig) -> Result<Prefilled, Error> {
                         let Some(planned) = reads.get(i) else { break };
                         next.set(i + 1);
                         let answer = tokio::time::timeout(cfg.timeout, async {
-                            let c = match &mut conn {
-                                Some(c) if !c.is_closed() => c,
-                                _ => conn.insert(Conn::open(&cfg.target).await?),
-                            };
-                            c.send(&cfg.target, planned, false).await
+                            Conn::reuse_or_open(&mut conn, &cfg.target)
+                                .await?
+                                .send(&cfg.target, planned, false)
+                                .await
                         })
                         .await;
                         match answer {

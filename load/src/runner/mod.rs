@@ -325,13 +325,10 @@ impl Worker {
             let keep_body = planned.intent.wants_body();
             let result =
                 tokio::time::timeout_at(tokio::time::Instant::from_std(sent + timeout), async {
-                    if conn.as_ref().is_none_or(Conn::is_closed) {
-                        conn = Some(Conn::open(&self.cfg.target).await?);
-                    }
-                    match conn.as_mut() {
-                        Some(c) => c.send(&self.cfg.target, &planned, keep_body).await,
-                        None => Err(ErrorKind::Connect),
-                    }
+                    Conn::reuse_or_open(&mut conn, &self.cfg.target)
+                        .await?
+                        .send(&self.cfg.target, &planned, keep_body)
+                        .await
                 })
                 .await
                 .unwrap_or(Err(ErrorKind::Timeout));

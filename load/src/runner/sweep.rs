@@ -63,13 +63,10 @@ pub(super) fn sweep(
                         };
                         let sent = Instant::now();
                         let answer = tokio::time::timeout(timeout, async {
-                            if conn.as_ref().is_none_or(Conn::is_closed) {
-                                conn = Some(Conn::open(&target).await?);
-                            }
-                            match conn.as_mut() {
-                                Some(c) => c.send(&target, &planned, true).await,
-                                None => Err(ErrorKind::Connect),
-                            }
+                            Conn::reuse_or_open(&mut conn, &target)
+                                .await?
+                                .send(&target, &planned, true)
+                                .await
                         })
                         .await
                         .unwrap_or(Err(ErrorKind::Timeout));
