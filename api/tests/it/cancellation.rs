@@ -106,9 +106,16 @@ async fn a_cancelled_begin_leaves_no_transaction_open_in_the_pool() {
         .connect(&test_db.url)
         .await
         .unwrap();
-    for attempt in 0..20 {
+    let mut cancelled = 0;
+    for attempt in 0..40 {
         // One poll sends `BEGIN`; dropping the future then is what a client leaving does.
-        assert!(pool.begin().now_or_never().is_none());
+        // On a quiet machine Postgres may answer within that poll: then nothing was cut
+        // off, and the transaction is dropped whole (which rolls it back).
+        if let Some(begun) = pool.begin().now_or_never() {
+            drop(begun.unwrap());
+            continue;
+        }
+        cancelled += 1;
         // As a simple query, a statement outside a transaction is its own transaction,
         // which starts with it.
         let row = sqlx::raw_sql("SELECT now() <> statement_timestamp()")
@@ -121,4 +128,8 @@ async fn a_cancelled_begin_leaves_no_transaction_open_in_the_pool() {
             "attempt {attempt}: a statement ran inside the cancelled transaction"
         );
     }
+    assert!(
+        cancelled >= 10,
+        "only {cancelled} of 40 begins were cut off midway"
+    );
 }
