@@ -34,8 +34,9 @@ pub struct Prefilled {
 }
 
 /// The distinct GET requests of `cfg`'s run, in the order the run first asks for them.
-/// Writes, and reads aimed at what earlier answers taught the run, are left out: they
-/// depend on the answers.
+/// Exact for mixes whose draws do not depend on answers (W1, W2). Where they do (W3's
+/// follow-up reads and its writes aim at ids earlier answers showed), the draws here
+/// part from the run's at the first such request, and the pages are only alike.
 #[must_use]
 pub fn reads(cfg: &RunConfig) -> Vec<Planned> {
     let workers = cfg.workers.min(cfg.connections).max(1) as u64;
