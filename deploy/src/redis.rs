@@ -41,6 +41,16 @@ pub async fn start(layout: &Layout, bin: &PathBuf) -> anyhow::Result<()> {
         println!("redis already running (pid {pid})");
         return Ok(());
     }
+    // Ours would fail to bind, but only after another Redis had answered the readiness
+    // PING for it: the stack would run on a Redis it does not own and cannot stop.
+    if ping(layout.redis_port).await.is_ok() {
+        anyhow::bail!(
+            "another Redis answers on 127.0.0.1:{port}, not this stack's (no live pid in {pid_file}): \
+             stop it, or give this stack another port with COURSER_REDIS_PORT",
+            port = layout.redis_port,
+            pid_file = redis.pid_file.display()
+        );
+    }
     let mut command = Command::new(bin);
     command.args([
         "--port",

@@ -27,10 +27,9 @@ pub struct UpOptions {
 
 /// After `courser seed` replaced the data under a running stack: empties its Redis, then
 /// restarts its running api instances, so that no cache tier serves a page of the
-/// earlier data (each would until its TTL ran out: 10 min in Redis, 60 s in an
-/// instance). Redis first: an instance not yet restarted never writes its pages back.
-/// Says what it did; `None` when none of the stack runs. `api_bin` is looked for only
-/// when an instance runs.
+/// earlier data (each would until its TTL ran out: 10 min in each tier). Redis first:
+/// an instance not yet restarted never writes its pages back. Says what it did; `None`
+/// when none of the stack runs. `api_bin` is looked for only when an instance runs.
 pub async fn forget_cached_data(
     layout: &Layout,
     api_bin: impl FnOnce() -> anyhow::Result<PathBuf>,

@@ -253,3 +253,47 @@ async fn after_a_reload_no_cached_page_of_the_earlier_data_is_served() {
     assert_eq!(comments().await, stored);
     stack.stop().await;
 }
+
+/// Another Redis on the stack's port: the stack's Redis would fail to bind only after
+/// that one had answered its readiness PING, and the stack would run on a Redis it does
+/// not own (which is how `courser chaos` once found "redis is not running" mid-suite).
+#[tokio::test]
+async fn the_stack_does_not_take_another_redis_on_its_port_for_its_own() {
+    let mut ports = Ports::default();
+    let layout = Layout {
+        home: std::env::temp_dir().join(format!(
+            "courser-foreign-redis-{}",
+            rand::rng().random::<u64>()
+        )),
+        pg_port: 0,
+        redis_port: ports.reserve(),
+        api_ports: Vec::new(),
+        proxy_listen: String::new(),
+        proxy_metrics_listen: String::new(),
+    };
+    layout.create_dirs().unwrap();
+    let bin = redis::ensure_installed().unwrap();
+    let port = layout.redis_port.to_string();
+    let mut foreign = std::process::Command::new(&bin)
+        .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+        .args(["--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while redis::ping(layout.redis_port).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other Redis never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let started = redis::start(&layout, &bin).await;
+    foreign.kill().unwrap();
+    foreign.wait().unwrap();
+    let error = format!("{:#}", started.unwrap_err());
+    assert!(error.contains("another Redis answers"), "{error}");
+    assert_eq!(redis::managed(&layout).running_pid(), None);
+    let _ = std::fs::remove_dir_all(&layout.home);
+}
