@@ -37,9 +37,9 @@ pub struct Prefilled {
 /// Exact for mixes whose draws do not depend on answers (W1, W2). Where they do (W3's
 /// follow-up reads and its writes aim at ids earlier answers showed), the draws here
 /// part from the run's at the first such request, and the pages are only alike.
-#[must_use]
-pub fn reads(cfg: &RunConfig) -> Vec<Planned> {
-    let workers = cfg.workers.min(cfg.connections).max(1) as u64;
+/// `cfg` has been checked by the runner: at least one worker and one connection.
+fn reads(cfg: &RunConfig) -> Vec<Planned> {
+    let workers = cfg.workers_used() as u64;
     let total = cfg.schedule.total();
     let targets = Targets::default();
     let mut seen = HashSet::new();
@@ -72,17 +72,17 @@ pub fn run(cfg: &RunConfig) -> Result<Prefilled, Error> {
         let tasks: Vec<_> = (0..CONNECTIONS.min(reads.len()))
             .map(|_| {
                 let (reads, next, failed) = (reads.clone(), next.clone(), failed.clone());
-                let cfg = cfg.clone();
+                let (target, timeout) = (cfg.target.clone(), cfg.timeout);
                 tokio::task::spawn_local(async move {
                     let mut conn: Option<Conn> = None;
                     loop {
                         let i = next.get();
                         let Some(planned) = reads.get(i) else { break };
                         next.set(i + 1);
-                        let answer = tokio::time::timeout(cfg.timeout, async {
-                            Conn::reuse_or_open(&mut conn, &cfg.target)
+                        let answer = tokio::time::timeout(timeout, async {
+                            Conn::reuse_or_open(&mut conn, &target)
                                 .await?
-                                .send(&cfg.target, planned, false)
+                                .send(&target, planned, false)
                                 .await
                         })
                         .await;

@@ -77,6 +77,14 @@ pub struct RunConfig {
     pub prefill: bool,
 }
 
+impl RunConfig {
+    /// The worker threads a run starts: `workers`, but none without a connection.
+    #[must_use]
+    pub fn workers_used(&self) -> usize {
+        self.workers.min(self.connections)
+    }
+}
+
 /// The seed of worker `id`'s request generator.
 #[must_use]
 pub fn worker_seed(seed: u64, id: u64) -> u64 {
@@ -101,7 +109,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunOutput, Error> {
             "--connections and --workers must be ≥ 1".into(),
         ));
     }
-    let workers = cfg.workers.min(cfg.connections);
+    let workers = cfg.workers_used();
     if cfg.prefill {
         let p = prefill::run(cfg)?;
         eprintln!(
