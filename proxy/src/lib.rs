@@ -38,7 +38,7 @@ use crate::backends::{ConfigDiscovery, OutlierPolicy, Registry};
 pub use crate::config::{Config, ConfigError, Settings};
 use crate::drain::{Drain, Draining};
 use crate::metrics::Metrics;
-use crate::proxy::{CourserProxy, RequestPolicy};
+use crate::proxy::{CourserProxy, Forwarder, RequestPolicy};
 use crate::rate_limit::RateLimiter;
 use crate::reload::{BackendSet, Reloader};
 use crate::selection::{CourserSelection, SelectionConfig};
@@ -179,8 +179,8 @@ pub fn build(settings: Settings, upgrade: bool) -> Result<Server, BuildError> {
     };
     let conf = server.configuration.clone();
     let public_service = |name: String| {
-        let http = pingora::proxy::http_proxy(&conf, proxy.clone());
-        Service::new(name, SlowClientGuard::new(http, timeouts))
+        let forwarder = Forwarder::new(proxy.clone(), &conf);
+        Service::new(name, SlowClientGuard::new(forwarder, timeouts))
     };
     if !upgrade {
         listeners::ensure_free(settings.listen).map_err(BuildError::Listen)?;

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
+use pingora::protocols::http::v1::server::HttpSession;
 
 /// One problem document.
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +40,10 @@ impl Problem {
             ),
             504 => ("Gateway Timeout", "the backend did not answer in time"),
             400 => ("Bad Request", "the request could not be read"),
+            405 => (
+                "Method Not Allowed",
+                "the proxy does not tunnel CONNECT requests",
+            ),
             408 => ("Request Timeout", "the request was not received in time"),
             _ => ("Error", "the proxy could not serve this request"),
         };
@@ -68,7 +72,7 @@ impl Problem {
     /// session may be in any state, and a body may be left unread.
     pub async fn send(
         &self,
-        session: &mut Session,
+        session: &mut HttpSession,
         request_id: Option<&http::HeaderValue>,
     ) -> pingora::Result<()> {
         let body = self.body();
@@ -77,7 +81,7 @@ impl Problem {
         header.insert_header("content-length", body.len().to_string())?;
         if !(self.status == 429 && session.is_body_empty()) {
             header.insert_header("connection", "close")?;
-            session.set_keepalive(None);
+            session.set_server_keepalive(None);
         }
         if let Some(secs) = self.retry_after {
             header.insert_header("retry-after", secs.to_string())?;
@@ -85,10 +89,9 @@ impl Problem {
         if let Some(id) = request_id {
             header.insert_header(crate::request_id::HEADER, id.clone())?;
         }
-        session
-            .write_response_header(Box::new(header), false)
-            .await?;
-        session.write_response_body(Some(body), true).await?;
+        session.write_response_header(Box::new(header)).await?;
+        session.write_body(&body).await?;
+        session.finish_body().await?;
         Ok(())
     }
 }

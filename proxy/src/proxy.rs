@@ -1,31 +1,50 @@
-//! The request path: Pingora's [`ProxyHttp`] hooks for Courser.
+//! The request path: one task per client connection reads each HTTP/1 request, checks
+//! it, sends it to a backend and writes the answer back, in that order, on Pingora's
+//! HTTP/1 codec and upstream connection pool.
 //!
-//! In order: rate limit, body limit and request id (`request_filter`); backend choice
-//! with health, ejection, the per-backend cap and the backends already tried
-//! (`upstream_peer`); `X-Forwarded-For` (`upstream_request_filter`); passive health from
-//! the answer (`upstream_response_filter`); retry decisions (`fail_to_connect`,
-//! `error_while_proxy`); problem+json for the proxy's own errors (`fail_to_proxy`); and
-//! metrics plus the access-log line (`logging`).
+//! Pingora's own proxy (`pingora-proxy`) runs every request as two tasks joined by two
+//! channels and a `select!`, through cache, compression and module hooks this proxy does
+//! not use; in P1 that cost about four times nginx's user CPU per request. A request to
+//! an api instance is a header, a small body and an answer, so here they are done one
+//! after the other: the request body is sent whole before the answer is read, as the
+//! api reads it whole before answering.
+//!
+//! In order: rate limit, body limit and request id ([`CourserProxy::admit`]); backend
+//! choice with health, ejection, the per-backend cap and the backends already tried
+//! ([`CourserProxy::choose`]); the upstream request with `X-Forwarded-For` and without
+//! hop-by-hop headers ([`upstream_request`]); passive health from the answer; retry
+//! decisions ([`CourserProxy::retry_after`]); problem+json for the proxy's own errors;
+//! and metrics plus the access-log line ([`CourserProxy::log`]).
 //!
 //! Retry policy: a failed connect sent nothing, so any method goes to the next backend.
-//! A GET or HEAD whose connection broke before the first response byte goes to the next
-//! backend too, and one that timed out is retried once. Any other method is never sent
-//! again once its connection was established, since it may have reached a backend.
+//! A GET or HEAD without a body whose connection broke before the first response byte
+//! goes to the next backend too, and one that timed out is retried once. Any other
+//! request is never sent again once its connection was established, since it may have
+//! reached a backend.
 
 use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use http::{HeaderValue, StatusCode};
+use http::{HeaderValue, StatusCode, Version, header};
 use pingora::ErrorType::{self, HTTPStatus};
-use pingora::http::{Method, RequestHeader, ResponseHeader};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::connectors::ConnectorOptions;
+use pingora::connectors::http::v1::Connector;
+use pingora::http::{Method, RequestHeader};
 use pingora::lb::LoadBalancer;
 use pingora::prelude::HttpPeer;
-use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::http::v1::client::HttpSession as UpstreamSession;
+use pingora::protocols::http::v1::server::HttpSession as ClientSession;
+use pingora::server::ShutdownWatch;
+use pingora::server::configuration::ServerConf;
 use pingora::{Error, ErrorSource};
+use tokio::sync::Notify;
 
 use crate::backends::{BackendState, InFlight, Registry, now_ms};
 use crate::drain::Draining;
@@ -173,45 +192,102 @@ impl CourserProxy {
     }
 }
 
-#[async_trait]
-impl ProxyHttp for CourserProxy {
-    type CTX = RequestCtx;
-
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx {
-            start: Instant::now(),
+impl RequestCtx {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            start: now,
             request_id: None,
             client_ip: None,
             attempt: None,
-            attempt_started: Instant::now(),
+            attempt_started: now,
             tried: Vec::new(),
             timeout_retried: false,
             response_started: false,
             body_bytes: 0,
         }
     }
+}
 
-    async fn request_filter(
+/// Whether [`CourserProxy::admit`] let the request through or answered it itself.
+#[derive(Debug, PartialEq, Eq)]
+enum Admission {
+    Admitted,
+    Answered,
+}
+
+/// Request headers that describe one connection, not the request (RFC 9110 §7.6.1), and
+/// `Expect`, which the proxy answers itself. Transfer-Encoding stays: it frames the body.
+const HOP_BY_HOP: [header::HeaderName; 6] = [
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+    header::EXPECT,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// The request to send upstream: the client's, as HTTP/1.1, without hop-by-hop headers
+/// (those the client's `Connection` names too), with the client's address appended to
+/// `X-Forwarded-For`.
+fn upstream_request(
+    client: &RequestHeader,
+    client_ip: Option<IpAddr>,
+) -> pingora::Result<Box<RequestHeader>> {
+    let mut req = Box::new(client.clone());
+    req.set_version(Version::HTTP_11);
+    if let Some(nominated) = client.headers.get(header::CONNECTION) {
+        for name in String::from_utf8_lossy(nominated.as_bytes()).split(',') {
+            req.remove_header(name.trim());
+        }
+    }
+    for name in &HOP_BY_HOP {
+        req.remove_header(name);
+    }
+    req.remove_header("keep-alive");
+    req.remove_header("proxy-connection");
+    if let Some(ip) = client_ip {
+        let xff = match client.headers.get("x-forwarded-for") {
+            Some(prev) => format!("{}, {ip}", String::from_utf8_lossy(prev.as_bytes())),
+            None => ip.to_string(),
+        };
+        req.insert_header("x-forwarded-for", xff)?;
+    }
+    Ok(req)
+}
+
+fn expects_continue(req: &RequestHeader) -> bool {
+    req.version == Version::HTTP_11
+        && req
+            .headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+impl CourserProxy {
+    /// Rate limit, body limit (by declared length) and request id. Answers the request
+    /// itself when it may not pass.
+    async fn admit(
         &self,
-        session: &mut Session,
+        client: &mut ClientSession,
         ctx: &mut RequestCtx,
-    ) -> pingora::Result<bool> {
-        ctx.client_ip = session
+    ) -> pingora::Result<Admission> {
+        ctx.client_ip = client
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let id = match session.req_header().headers.get(request_id::HEADER) {
+        let id = match client.get_header(request_id::HEADER) {
             Some(v) if request_id::is_valid(v.as_bytes()) => v.clone(),
             _ => {
                 let id = request_id::generate();
-                session
+                client
                     .req_header_mut()
                     .insert_header(request_id::HEADER, id.clone())?;
                 id
             }
         };
         ctx.request_id = Some(id);
-        session.set_read_timeout(Some(self.policy.body_read_timeout));
+        client.set_read_timeout(Some(self.policy.body_read_timeout));
 
         if let Some(ip) = ctx.client_ip
             && let Err(wait) = self.limiter.check(ip, Instant::now())
@@ -219,145 +295,162 @@ impl ProxyHttp for CourserProxy {
             self.metrics.rate_limited.inc();
             let mut problem = Problem::for_status(429);
             problem.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
-            problem.send(session, ctx.request_id.as_ref()).await?;
-            return Ok(true);
+            problem.send(client, ctx.request_id.as_ref()).await?;
+            return Ok(Admission::Answered);
         }
 
-        let declared = session
-            .req_header()
-            .headers
-            .get("content-length")
+        let declared = client
+            .get_header(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > self.policy.body_limit) {
             Problem::for_status(413)
-                .send(session, ctx.request_id.as_ref())
+                .send(client, ctx.request_id.as_ref())
                 .await?;
-            return Ok(true);
+            return Ok(Admission::Answered);
         }
-        Ok(false)
+        Ok(Admission::Admitted)
     }
 
-    async fn request_body_filter(
-        &self,
-        _session: &mut Session,
-        body: &mut Option<Bytes>,
-        _end_of_stream: bool,
-        ctx: &mut RequestCtx,
-    ) -> pingora::Result<()> {
-        if let Some(chunk) = body {
-            ctx.body_bytes += chunk.len() as u64;
-            if ctx.body_bytes > self.policy.body_limit {
-                return Error::e_explain(HTTPStatus(413), "request body over the limit");
-            }
-        }
-        Ok(())
-    }
-
-    async fn upstream_peer(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> pingora::Result<Box<HttpPeer>> {
-        let key = course_key(session.req_header().uri.path());
-        let state = self.choose(key, ctx)?;
-        let mut peer = Box::new(HttpPeer::new(state.addr, false, String::new()));
+    fn peer(&self, state: &BackendState) -> HttpPeer {
+        let mut peer = HttpPeer::new(state.addr, false, String::new());
         peer.options.connection_timeout = Some(self.policy.connect_timeout);
         peer.options.read_timeout = Some(self.policy.read_timeout);
         peer.options.write_timeout = Some(self.policy.write_timeout);
         peer.options.idle_timeout = Some(self.policy.idle_timeout);
-        ctx.attempt = Some(state.start());
-        ctx.attempt_started = Instant::now();
-        Ok(peer)
+        peer
     }
 
-    async fn upstream_request_filter(
+    /// Sends the admitted request to a backend, and to the next one while the retry
+    /// policy allows, and writes the answer to the client.
+    async fn forward(
         &self,
-        _session: &mut Session,
-        upstream_request: &mut RequestHeader,
+        pool: &Connector,
+        client: &mut ClientSession,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        if let Some(ip) = ctx.client_ip {
-            let xff = match upstream_request.headers.get("x-forwarded-for") {
-                Some(prev) => format!("{}, {ip}", String::from_utf8_lossy(prev.as_bytes())),
-                None => ip.to_string(),
-            };
-            upstream_request.insert_header("x-forwarded-for", xff)?;
-        }
-        Ok(())
-    }
-
-    async fn upstream_response_filter(
-        &self,
-        _session: &mut Session,
-        upstream_response: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
-    ) -> pingora::Result<()> {
-        if upstream_response.status.is_informational() {
-            return Ok(());
-        }
-        ctx.response_started = true;
-        if let Some(attempt) = &ctx.attempt {
-            let metrics = &attempt.backend().metrics;
-            metrics
-                .upstream_duration
-                .observe(ctx.attempt_started.elapsed().as_secs_f64());
-            // A 503 is a live instance shedding load or reporting a database every
-            // instance shares: ejecting it would only pile its share onto the others.
-            match upstream_response.status {
-                StatusCode::SERVICE_UNAVAILABLE => {}
-                status if status.is_server_error() => {
-                    self.registry.record_server_error(attempt.backend());
+        loop {
+            let state = self.choose(course_key(client.req_header().uri.path()), ctx)?;
+            let peer = self.peer(&state);
+            ctx.attempt = Some(state.start());
+            ctx.attempt_started = Instant::now();
+            let mut upstream = match pool.get_http_session(&peer).await {
+                Ok((mut upstream, _reused)) => {
+                    upstream.read_timeout = peer.options.read_timeout;
+                    upstream.write_timeout = peer.options.write_timeout;
+                    upstream
                 }
-                _ => self.registry.record_success(attempt.backend()),
+                Err(e) => {
+                    if let Some(attempt) = self.end_attempt(ctx) {
+                        self.registry.record_connect_failure(attempt.backend());
+                    }
+                    // Nothing was sent: safe for every method.
+                    if self.can_try_another(ctx) {
+                        self.metrics.retry(RetryReason::Connect);
+                        continue;
+                    }
+                    return Err(e.into_up());
+                }
+            };
+            match self.exchange(client, &mut upstream, ctx).await {
+                Ok(()) => {
+                    pool.release_http_session(upstream, &peer, Some(self.policy.idle_timeout))
+                        .await;
+                    return Ok(());
+                }
+                Err(e) if self.retry_after(&e, client.req_header(), ctx) => {}
+                Err(e) => return Err(e),
             }
         }
-        Ok(())
     }
 
-    async fn response_filter(
+    /// One attempt: the request to `upstream`, its answer to `client`. Errors carry
+    /// their side (upstream or downstream) for the retry policy and the status.
+    async fn exchange(
         &self,
-        session: &mut Session,
-        upstream_response: &mut ResponseHeader,
+        client: &mut ClientSession,
+        upstream: &mut UpstreamSession,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        let req = upstream_request(client.req_header(), ctx.client_ip)?;
+        upstream
+            .write_request_header(req)
+            .await
+            .map_err(Error::into_up)?;
+        if !client.is_body_done() {
+            // The api reads the whole body before answering, so the proxy answers
+            // `Expect: 100-continue` itself and sends the body as it arrives.
+            if expects_continue(client.req_header()) {
+                client
+                    .write_continue_response()
+                    .await
+                    .map_err(Error::into_down)?;
+            }
+            while let Some(chunk) = client.read_body_bytes().await.map_err(Error::into_down)? {
+                ctx.body_bytes += chunk.len() as u64;
+                if ctx.body_bytes > self.policy.body_limit {
+                    return Error::e_explain(HTTPStatus(413), "request body over the limit");
+                }
+                upstream.write_body(&chunk).await.map_err(Error::into_up)?;
+            }
+        }
+        upstream.finish_body().await.map_err(Error::into_up)?;
+
+        // Informational answers (100 Continue to the `Expect` the proxy removed) are
+        // skipped; `read_response` then reads the next header.
+        let mut answer = loop {
+            upstream.read_response().await.map_err(Error::into_up)?;
+            match upstream.resp_header() {
+                Some(header) if header.status.is_informational() => {}
+                Some(header) => break Box::new(header.clone()),
+                None => {
+                    return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header")
+                        .map_err(Error::into_up);
+                }
+            }
+        };
+        ctx.response_started = true;
+        self.note_answer(answer.status, ctx);
+        if let Some(id) = &ctx.request_id {
+            answer.insert_header(request_id::HEADER, id.clone())?;
+        }
         if self.draining.get() {
             // Tell the client to reconnect (to the new process, on an upgrade).
-            session.set_keepalive(None);
+            client.set_server_keepalive(None);
         }
-        if let Some(id) = &ctx.request_id {
-            upstream_response.insert_header(request_id::HEADER, id.clone())?;
+        client
+            .write_response_header(answer)
+            .await
+            .map_err(Error::into_down)?;
+        while let Some(chunk) = upstream.read_body_ref().await.map_err(Error::into_up)? {
+            client.write_body(chunk).await.map_err(Error::into_down)?;
         }
+        client.finish_body().await.map_err(Error::into_down)?;
         Ok(())
     }
 
-    fn fail_to_connect(
-        &self,
-        _session: &mut Session,
-        _peer: &HttpPeer,
-        ctx: &mut RequestCtx,
-        mut e: Box<Error>,
-    ) -> Box<Error> {
-        if let Some(attempt) = self.end_attempt(ctx) {
-            self.registry.record_connect_failure(attempt.backend());
+    /// Passive health and the upstream latency, from the status of a backend's answer.
+    fn note_answer(&self, status: StatusCode, ctx: &RequestCtx) {
+        let Some(attempt) = &ctx.attempt else {
+            return;
+        };
+        let backend = attempt.backend();
+        backend
+            .metrics
+            .upstream_duration
+            .observe(ctx.attempt_started.elapsed().as_secs_f64());
+        // A 503 is a live instance shedding load or reporting a database every
+        // instance shares: ejecting it would only pile its share onto the others.
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => {}
+            status if status.is_server_error() => self.registry.record_server_error(backend),
+            _ => self.registry.record_success(backend),
         }
-        // Nothing was sent: safe for every method.
-        let retry = self.can_try_another(ctx);
-        if retry {
-            self.metrics.retry(RetryReason::Connect);
-        }
-        e.set_retry(retry);
-        e
     }
 
-    fn error_while_proxy(
-        &self,
-        _peer: &HttpPeer,
-        session: &mut Session,
-        mut e: Box<Error>,
-        ctx: &mut RequestCtx,
-        _client_reused: bool,
-    ) -> Box<Error> {
+    /// Whether an attempt that failed with `e` is tried again on another backend; counts
+    /// the failure against the backend and the retry in the metrics.
+    fn retry_after(&self, e: &Error, req: &RequestHeader, ctx: &mut RequestCtx) -> bool {
         let upstream = *e.esource() == ErrorSource::Upstream;
         let timeout = matches!(
             e.etype(),
@@ -375,8 +468,9 @@ impl ProxyHttp for CourserProxy {
         }
         let eligible = upstream
             && !ctx.response_started
-            && is_retriable_method(&session.req_header().method)
-            && !session.as_ref().retry_buffer_truncated()
+            && is_retriable_method(&req.method)
+            // Nothing of a body is kept to send again.
+            && ctx.body_bytes == 0
             && self.can_try_another(ctx);
         let retry = eligible && (broken || (timeout && !ctx.timeout_retried));
         if retry {
@@ -387,17 +481,12 @@ impl ProxyHttp for CourserProxy {
                 self.metrics.retry(RetryReason::Reset);
             }
         }
-        e.set_retry(retry);
-        e
+        retry
     }
 
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &Error,
-        ctx: &mut RequestCtx,
-    ) -> FailToProxy {
-        let code = match (e.etype(), e.esource()) {
+    /// The status the proxy answers a failed request with; 0 when the client is gone.
+    fn failure_status(e: &Error) -> u16 {
+        match (e.etype(), e.esource()) {
             (HTTPStatus(code), _) => *code,
             (ErrorType::ReadTimedout | ErrorType::WriteTimedout, ErrorSource::Upstream) => 504,
             (_, ErrorSource::Upstream) => 502,
@@ -408,28 +497,27 @@ impl ProxyHttp for CourserProxy {
             (ErrorType::ReadTimedout, ErrorSource::Downstream) => 408,
             (_, ErrorSource::Downstream) => 400,
             _ => 500,
-        };
+        }
+    }
+
+    /// Answers a failed request with a problem, unless an answer was already started.
+    async fn fail(&self, client: &mut ClientSession, e: &Error, ctx: &RequestCtx) {
+        let code = Self::failure_status(e);
         if code > 0
-            && session.response_written().is_none()
+            && client
+                .response_written()
+                .is_none_or(|r| r.status.is_informational())
             && let Err(err) = Problem::for_status(code)
-                .send(session, ctx.request_id.as_ref())
+                .send(client, ctx.request_id.as_ref())
                 .await
         {
             tracing::debug!(error = %err, "could not send the error answer");
         }
-        FailToProxy {
-            error_code: code,
-            can_reuse_downstream: false,
-        }
     }
 
-    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
-        // Every request already gets one access-log line with its outcome.
-        self.policy.access_log
-    }
-
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+    /// Metrics and the access-log line of a finished request.
+    fn log(&self, client: &ClientSession, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = client.response_written().map_or(0, |r| r.status.as_u16());
         let elapsed = ctx.start.elapsed();
         self.metrics.duration.observe(elapsed.as_secs_f64());
         let attempt = ctx.attempt.take();
@@ -438,7 +526,7 @@ impl ProxyHttp for CourserProxy {
             None => self.metrics.own.observe(status),
         }
         if self.policy.access_log {
-            let req = session.req_header();
+            let req = client.req_header();
             tracing::info!(
                 target: "access",
                 method = req.method.as_str(),
@@ -455,10 +543,117 @@ impl ProxyHttp for CourserProxy {
                 retries = ctx.tried.len(),
                 error = e.map(tracing::field::display),
             );
+        } else if let Some(e) = e {
+            tracing::warn!(error = %e, status, "request failed");
         }
     }
 }
 
+/// The public listener's app: [`CourserProxy`] with an upstream connection pool. Each
+/// worker thread's service has its own (see [`crate::listeners`]), so a pooled
+/// connection is always used by the thread that opened it.
+pub struct Forwarder {
+    proxy: CourserProxy,
+    pool: Connector,
+    /// Set at shutdown: connections waiting for their next request close.
+    closing: AtomicBool,
+    closed: Notify,
+}
+
+impl std::fmt::Debug for Forwarder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forwarder")
+            .field("proxy", &self.proxy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Forwarder {
+    /// `proxy` with a pool sized by `conf` (`upstream_keepalive_pool_size`).
+    pub fn new(proxy: CourserProxy, conf: &ServerConf) -> Self {
+        Self {
+            proxy,
+            pool: Connector::new(Some(ConnectorOptions::from_server_conf(conf))),
+            closing: AtomicBool::new(false),
+            closed: Notify::new(),
+        }
+    }
+
+    /// The next request's header, or `None` when the connection ends (closed, timed out,
+    /// unreadable, or the proxy is shutting down) before one arrives.
+    async fn read_request(&self, client: &mut ClientSession) -> Option<()> {
+        let mut closed = pin!(self.closed.notified());
+        closed.as_mut().enable();
+        if self.closing.load(Ordering::Acquire) {
+            return None;
+        }
+        let read = tokio::select! {
+            biased;
+            read = client.read_request() => read,
+            () = closed => return None,
+        };
+        match read {
+            Ok(Some(_)) => Some(()),
+            Ok(None) => None,
+            Err(e) => {
+                if *e.etype() == ErrorType::InvalidHTTPHeader {
+                    let problem = Problem::for_status(400);
+                    if let Err(err) = problem.send(client, None).await {
+                        tracing::debug!(error = %err, "could not send the error answer");
+                    }
+                }
+                tracing::debug!(error = %e, "no request read");
+                None
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl HttpServerApp for Forwarder {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        // Only HTTP/1 is served: no TLS, no h2c.
+        let ServerSession::H1(mut client) = session else {
+            return None;
+        };
+        self.read_request(&mut client).await?;
+        if *shutdown.borrow() {
+            client.set_server_keepalive(None);
+        }
+        let proxy = &self.proxy;
+        let mut ctx = RequestCtx::new();
+        let outcome = if client.req_header().method == Method::CONNECT {
+            Error::e_explain(HTTPStatus(405), "CONNECT is not proxied")
+        } else {
+            match proxy.admit(&mut client, &mut ctx).await {
+                Ok(Admission::Admitted) => proxy.forward(&self.pool, &mut client, &mut ctx).await,
+                Ok(Admission::Answered) => Ok(()),
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = &outcome {
+            proxy.fail(&mut client, e, &ctx).await;
+        }
+        proxy.log(&client, outcome.as_ref().err().map(|e| &**e), &mut ctx);
+        if outcome.is_err() {
+            client.shutdown().await;
+            return None;
+        }
+        let session = ServerSession::H1(client);
+        let settings = HttpPersistentSettings::for_session(&session);
+        let reusable = session.finish().await.ok().flatten()?;
+        Some(ReusedHttpStream::from_reusable_stream(reusable, settings))
+    }
+
+    async fn http_cleanup(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.closed.notify_waiters();
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::course_key;

@@ -524,6 +524,47 @@ async fn request_ids_are_kept_or_made_and_the_client_address_is_forwarded() {
     );
 }
 
+/// Reads from `stream` until a whole header block has arrived; returns all read so far.
+async fn read_header_block(stream: &mut tokio::net::TcpStream) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let Ok(read) = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await
+        else {
+            panic!(
+                "no answer within 2 s after {:?}",
+                String::from_utf8_lossy(&seen)
+            );
+        };
+        let n = read.unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test]
+async fn a_post_expecting_100_continue_gets_it_and_then_its_answer() {
+    let b = backends(1).await;
+    let proxy = spawn_proxy(&refs(&b), "").await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /review HTTP/1.1\r\nhost: courser\r\ncontent-length: 2\r\n\
+              expect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let interim = read_header_block(&mut stream).await;
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    assert_eq!(b[0].count("POST"), 0, "the body has not been sent yet");
+
+    stream.write_all(b"{}").await.unwrap();
+    let answer = read_header_block(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(b[0].count("POST"), 1);
+}
+
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_request_finish_then_exits() {
     let b = backends(1).await;
