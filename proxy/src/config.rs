@@ -158,8 +158,8 @@ pub struct Config {
     pub upstream_write_timeout_ms: u64,
     /// How long an idle kept-alive upstream connection stays in the pool.
     pub upstream_idle_timeout_ms: u64,
-    /// Size of the upstream keep-alive pool (connections, over all backends); without
-    /// work stealing each worker thread has a pool of this size.
+    /// Idle kept-alive connections kept per backend; without work stealing each worker
+    /// thread keeps its own.
     pub upstream_keepalive_pool_size: usize,
 
     /// Whole-header deadline: a client must send its complete header block within this

@@ -11,6 +11,7 @@ pub mod config;
 pub mod drain;
 pub mod listeners;
 pub mod metrics;
+pub mod pool;
 pub mod problem;
 pub mod proxy;
 pub mod rate_limit;

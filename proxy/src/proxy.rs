@@ -33,8 +33,6 @@ use async_trait::async_trait;
 use http::{HeaderValue, StatusCode, Version, header};
 use pingora::ErrorType::{self, HTTPStatus};
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
-use pingora::connectors::ConnectorOptions;
-use pingora::connectors::http::v1::Connector;
 use pingora::http::{Method, RequestHeader};
 use pingora::lb::LoadBalancer;
 use pingora::prelude::HttpPeer;
@@ -49,6 +47,7 @@ use tokio::sync::Notify;
 use crate::backends::{BackendState, InFlight, Registry, now_ms};
 use crate::drain::Draining;
 use crate::metrics::{Metrics, RetryReason};
+use crate::pool::Pool;
 use crate::problem::Problem;
 use crate::rate_limit::RateLimiter;
 use crate::request_id;
@@ -317,7 +316,6 @@ impl CourserProxy {
         peer.options.connection_timeout = Some(self.policy.connect_timeout);
         peer.options.read_timeout = Some(self.policy.read_timeout);
         peer.options.write_timeout = Some(self.policy.write_timeout);
-        peer.options.idle_timeout = Some(self.policy.idle_timeout);
         peer
     }
 
@@ -325,7 +323,7 @@ impl CourserProxy {
     /// policy allows, and writes the answer to the client.
     async fn forward(
         &self,
-        pool: &Connector,
+        pool: &Pool,
         client: &mut ClientSession,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
@@ -334,12 +332,8 @@ impl CourserProxy {
             let peer = self.peer(&state);
             ctx.attempt = Some(state.start());
             ctx.attempt_started = Instant::now();
-            let mut upstream = match pool.get_http_session(&peer).await {
-                Ok((mut upstream, _reused)) => {
-                    upstream.read_timeout = peer.options.read_timeout;
-                    upstream.write_timeout = peer.options.write_timeout;
-                    upstream
-                }
+            let mut upstream = match pool.session(&peer).await {
+                Ok(upstream) => upstream,
                 Err(e) => {
                     if let Some(attempt) = self.end_attempt(ctx) {
                         self.registry.record_connect_failure(attempt.backend());
@@ -354,8 +348,7 @@ impl CourserProxy {
             };
             match self.exchange(client, &mut upstream, ctx).await {
                 Ok(()) => {
-                    pool.release_http_session(upstream, &peer, Some(self.policy.idle_timeout))
-                        .await;
+                    pool.release(upstream, &peer).await;
                     return Ok(());
                 }
                 Err(e) if self.retry_after(&e, client.req_header(), ctx) => {}
@@ -554,7 +547,7 @@ impl CourserProxy {
 /// connection is always used by the thread that opened it.
 pub struct Forwarder {
     proxy: CourserProxy,
-    pool: Connector,
+    pool: Pool,
     /// Set at shutdown: connections waiting for their next request close.
     closing: AtomicBool,
     closed: Notify,
@@ -569,11 +562,17 @@ impl std::fmt::Debug for Forwarder {
 }
 
 impl Forwarder {
-    /// `proxy` with a pool sized by `conf` (`upstream_keepalive_pool_size`).
+    /// `proxy` with a pool keeping `upstream_keepalive_pool_size` idle connections per
+    /// backend.
     pub fn new(proxy: CourserProxy, conf: &ServerConf) -> Self {
+        let pool = Pool::new(
+            conf,
+            conf.upstream_keepalive_pool_size,
+            proxy.policy.idle_timeout,
+        );
         Self {
             proxy,
-            pool: Connector::new(Some(ConnectorOptions::from_server_conf(conf))),
+            pool,
             closing: AtomicBool::new(false),
             closed: Notify::new(),
         }

@@ -243,6 +243,35 @@ async fn no_post_is_ever_sent_twice() {
 }
 
 #[tokio::test]
+async fn a_post_after_its_backend_restarted_does_not_go_out_on_a_dead_kept_alive_connection() {
+    let b = backends(1).await;
+    let proxy = spawn_proxy(&refs(&b), "").await;
+    let post = || async {
+        let resp = proxy
+            .client
+            .post(proxy.url("/review"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        resp.status().as_u16()
+    };
+    for _ in 0..3 {
+        assert_eq!(post().await, 200);
+    }
+    // Killing the backend closes the connections the proxy keeps to it. A POST is never
+    // sent twice, so one written to such a connection would come back as a 502.
+    let addr = b[0].addr;
+    b[0].kill();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let again = TestBackend::restart("b0-again", addr).await;
+    for _ in 0..3 {
+        assert_eq!(post().await, 200);
+    }
+    assert_eq!(again.count("POST"), 3);
+}
+
+#[tokio::test]
 async fn a_get_whose_connection_breaks_or_times_out_is_answered_by_another_backend() {
     let b = backends(2).await;
     let proxy = spawn_proxy(
@@ -557,7 +586,6 @@ async fn a_post_expecting_100_continue_gets_it_and_then_its_answer() {
         .unwrap();
     let interim = read_header_block(&mut stream).await;
     assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
-    assert_eq!(b[0].count("POST"), 0, "the body has not been sent yet");
 
     stream.write_all(b"{}").await.unwrap();
     let answer = read_header_block(&mut stream).await;
