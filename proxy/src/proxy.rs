@@ -209,21 +209,24 @@ impl RequestCtx {
 }
 
 /// Whether [`CourserProxy::admit`] let the request through or answered it itself.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum Admission {
     Admitted,
     Answered,
 }
 
-/// Request headers that describe one connection, not the request (RFC 9110 §7.6.1), and
-/// `Expect`, which the proxy answers itself. Transfer-Encoding stays: it frames the body.
-const HOP_BY_HOP: [header::HeaderName; 6] = [
-    header::CONNECTION,
-    header::TE,
-    header::TRAILER,
-    header::UPGRADE,
-    header::EXPECT,
-    header::PROXY_AUTHORIZATION,
+/// Request headers that describe one connection, not the request (RFC 9110 §7.6.1, and
+/// the older `Keep-Alive` and `Proxy-Connection`), and `Expect`, which the proxy answers
+/// itself. Transfer-Encoding stays: it frames the body.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
 ];
 
 /// The request to send upstream: the client's, as HTTP/1.1, without hop-by-hop headers
@@ -240,11 +243,9 @@ fn upstream_request(
             req.remove_header(name.trim());
         }
     }
-    for name in &HOP_BY_HOP {
+    for name in HOP_BY_HOP {
         req.remove_header(name);
     }
-    req.remove_header("keep-alive");
-    req.remove_header("proxy-connection");
     if let Some(ip) = client_ip {
         let xff = match client.headers.get("x-forwarded-for") {
             Some(prev) => format!("{}, {ip}", String::from_utf8_lossy(prev.as_bytes())),
@@ -655,7 +656,9 @@ impl HttpServerApp for Forwarder {
 }
 #[cfg(test)]
 mod tests {
-    use super::course_key;
+    use pingora::http::RequestHeader;
+
+    use super::{course_key, upstream_request};
 
     #[test]
     fn the_course_id_is_the_key_of_course_and_rating_paths() {
@@ -664,5 +667,29 @@ mod tests {
         assert_eq!(course_key("/rating/42"), b"42");
         assert_eq!(course_key("/review/42"), b"");
         assert_eq!(course_key("/course/"), b"");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_stay_behind() {
+        let mut req = RequestHeader::build("POST", b"/review", None).unwrap();
+        for (name, value) in [
+            ("host", "courser"),
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("expect", "100-continue"),
+            ("upgrade", "websocket"),
+            ("content-length", "2"),
+            ("x-forwarded-for", "10.0.0.1"),
+        ] {
+            req.append_header(name, value).unwrap();
+        }
+        let upstream = upstream_request(&req, Some("127.0.0.1".parse().unwrap())).unwrap();
+        for gone in ["connection", "x-secret", "keep-alive", "expect", "upgrade"] {
+            assert!(upstream.headers.get(gone).is_none(), "{gone} was forwarded");
+        }
+        assert_eq!(upstream.headers["host"], "courser");
+        assert_eq!(upstream.headers["content-length"], "2");
+        assert_eq!(upstream.headers["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
     }
 }
