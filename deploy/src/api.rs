@@ -112,6 +112,7 @@ pub fn spawn(
     database_url: &str,
     key: &str,
 ) -> anyhow::Result<Child> {
+    instance.process.ensure_port_free(&instance.address())?;
     let mut command = Command::new(bin);
     if std::env::var_os(THREADS_ENV).is_none() {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);

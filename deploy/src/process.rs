@@ -70,6 +70,22 @@ impl Managed {
         Ok(child)
     }
 
+    /// Fails, naming the address, when another process listens on `addr`. Ours would
+    /// fail to bind, but only after the other one might have answered the readiness
+    /// check for it (another stack's instance would), and the stack would then run on a
+    /// process it neither owns nor can stop.
+    pub fn ensure_port_free(&self, addr: &str) -> anyhow::Result<()> {
+        match std::net::TcpListener::bind(addr) {
+            Ok(_) => Ok(()),
+            Err(err) => anyhow::bail!(
+                "{} cannot listen on {addr} ({err}): another process holds it, not this \
+                 stack's (no live pid in {}); stop it, or give this stack other ports",
+                self.name,
+                self.pid_file.display()
+            ),
+        }
+    }
+
     /// Polls `ready` until it says yes; fails with the end of the log if `child` exits
     /// first or `timeout` passes. `what` completes "did not …" in that message.
     pub async fn wait_until_ready(

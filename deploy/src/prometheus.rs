@@ -41,6 +41,7 @@ pub async fn start(layout: &Layout, bin: &Path, config: &Path) -> anyhow::Result
         println!("prometheus already running (pid {pid})");
         return Ok(());
     }
+    prometheus.ensure_port_free(LISTEN)?;
     let data = layout.home.join("prometheus");
     layout::create_dir(&data)?;
     let mut command = Command::new(bin);

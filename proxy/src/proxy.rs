@@ -1,6 +1,6 @@
 //! The request path: one task per client connection reads each HTTP/1 request, checks
 //! it, sends it to a backend and writes the answer back, in that order, on Pingora's
-//! HTTP/1 codec and upstream connection pool.
+//! HTTP/1 codec, with idle upstream connections kept in [`crate::pool`].
 //!
 //! Pingora's own proxy (`pingora-proxy`) runs every request as two tasks joined by two
 //! channels and a `select!`, through cache, compression and module hooks this proxy does

@@ -10,7 +10,7 @@
 //! - header: from a request's first byte to the blank line ending its header block
 //!   (`client_header_timeout_ms`).
 //!
-//! When one passes, the pending read fails with `TimedOut` and Pingora closes the
+//! When one passes, the pending read fails with `TimedOut` and the proxy closes the
 //! connection. Body reads are left to Pingora's per-read timeout. The timer is armed only
 //! when a read would block and is moved lazily (re-armed when it fires early), so a busy
 //! keep-alive connection costs no timer work per request.
@@ -44,7 +44,7 @@ pub struct ClientTimeouts {
 }
 
 /// A [`ServerApp`] that puts a [`DeadlineStream`] around each connection before handing
-/// it to the wrapped app (the Pingora HTTP proxy).
+/// it to the wrapped app (the proxy's [`Forwarder`](crate::proxy::Forwarder)).
 pub struct SlowClientGuard<A> {
     inner: Arc<A>,
     timeouts: ClientTimeouts,
@@ -86,7 +86,7 @@ where
         self.inner.process_new(stream, shutdown).await
     }
 
-    /// Runs once the listener stopped accepting at shutdown. Pingora's HTTP proxy then
+    /// Runs once the listener stopped accepting at shutdown. The wrapped app then
     /// closes every keep-alive connection waiting for a request at once; a client may be
     /// sending one on it at that very moment. Waiting [`LINGER`] first lets such
     /// requests be served (with `Connection: close`, see [`crate::drain`]).

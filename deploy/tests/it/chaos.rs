@@ -297,3 +297,44 @@ async fn the_stack_does_not_take_another_redis_on_its_port_for_its_own() {
     assert_eq!(redis::managed(&layout).running_pid(), None);
     let _ = std::fs::remove_dir_all(&layout.home);
 }
+
+/// Another process answering `/readyz` on an api instance's port (another stack's
+/// instance, say) would pass the readiness check before the stack's own instance failed
+/// to bind, and the stack would run on an instance it does not own.
+#[tokio::test]
+async fn the_stack_does_not_take_another_process_on_an_api_port_for_its_own() {
+    let foreign = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = foreign.local_addr().unwrap().port();
+    let answering = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        loop {
+            let (mut conn, _) = foreign.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf).await;
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let layout = Layout {
+        home: std::env::temp_dir().join(format!(
+            "courser-foreign-api-{}",
+            rand::rng().random::<u64>()
+        )),
+        pg_port: 0,
+        redis_port: 0,
+        api_ports: vec![port],
+        proxy_listen: String::new(),
+        proxy_metrics_listen: String::new(),
+    };
+    layout.create_dirs().unwrap();
+
+    let started = api::start_all(&layout, Path::new("/bin/sleep"), "postgres://unused", "k").await;
+    answering.abort();
+    let error = format!("{:#}", started.unwrap_err());
+    assert!(
+        error.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{error}"
+    );
+    let _ = std::fs::remove_dir_all(&layout.home);
+}
