@@ -297,6 +297,16 @@ impl TestProxy {
         (status, resp.text().await.unwrap())
     }
 
+    /// POST `body` to `path`.
+    pub async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn metrics(&self) -> String {
         self.client
             .get(self.metrics_url())

@@ -209,13 +209,7 @@ async fn no_post_is_ever_sent_twice() {
         x.behaviour.drop_connection.store(true, SeqCst);
     }
     for _ in 0..6 {
-        let resp = proxy
-            .client
-            .post(proxy.url("/review"))
-            .body("{}")
-            .send()
-            .await
-            .unwrap();
+        let resp = proxy.post("/review", "{}").await;
         assert_eq!(resp.status().as_u16(), 502);
     }
     let posts: usize = b.iter().map(|x| x.count("POST")).sum();
@@ -226,13 +220,7 @@ async fn no_post_is_ever_sent_twice() {
         x.behaviour.drop_connection.store(false, SeqCst);
         x.behaviour.delay_ms.store(1000, SeqCst);
     }
-    let resp = proxy
-        .client
-        .post(proxy.url("/review"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let resp = proxy.post("/review", "{}").await;
     assert_eq!(resp.status().as_u16(), 504);
     assert_eq!(
         resp.headers()["content-type"].to_str().unwrap(),
@@ -246,18 +234,8 @@ async fn no_post_is_ever_sent_twice() {
 async fn a_post_after_its_backend_restarted_does_not_go_out_on_a_dead_kept_alive_connection() {
     let b = backends(1).await;
     let proxy = spawn_proxy(&refs(&b), "").await;
-    let post = || async {
-        let resp = proxy
-            .client
-            .post(proxy.url("/review"))
-            .body("{}")
-            .send()
-            .await
-            .unwrap();
-        resp.status().as_u16()
-    };
     for _ in 0..3 {
-        assert_eq!(post().await, 200);
+        assert_eq!(proxy.post("/review", "{}").await.status(), 200);
     }
     // Killing the backend closes the connections the proxy keeps to it. A POST is never
     // sent twice, so one written to such a connection would come back as a 502.
@@ -266,7 +244,7 @@ async fn a_post_after_its_backend_restarted_does_not_go_out_on_a_dead_kept_alive
     tokio::time::sleep(Duration::from_millis(50)).await;
     let again = TestBackend::restart("b0-again", addr).await;
     for _ in 0..3 {
-        assert_eq!(post().await, 200);
+        assert_eq!(proxy.post("/review", "{}").await.status(), 200);
     }
     assert_eq!(again.count("POST"), 3);
 }
@@ -344,13 +322,7 @@ async fn a_client_over_its_rate_limit_gets_429_with_retry_after() {
     assert!(body["type"].is_string() && body["title"].is_string() && body["detail"].is_string());
     assert!(proxy.metric("courser_proxy_rate_limited_total", &[]).await >= 1.0);
 
-    let refused_post = proxy
-        .client
-        .post(proxy.url("/review"))
-        .body(vec![b'x'; 100])
-        .send()
-        .await
-        .unwrap();
+    let refused_post = proxy.post("/review", vec![b'x'; 100]).await;
     assert_eq!(refused_post.status().as_u16(), 429);
     assert_eq!(
         refused_post.headers()["connection"],
@@ -363,25 +335,13 @@ async fn a_client_over_its_rate_limit_gets_429_with_retry_after() {
 async fn a_body_over_the_limit_gets_413_and_never_reaches_a_backend() {
     let b = backends(1).await;
     let proxy = spawn_proxy(&refs(&b), "body_limit_bytes = 1024").await;
-    let resp = proxy
-        .client
-        .post(proxy.url("/review"))
-        .body(vec![b'x'; 4096])
-        .send()
-        .await
-        .unwrap();
+    let resp = proxy.post("/review", vec![b'x'; 4096]).await;
     assert_eq!(resp.status().as_u16(), 413);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["status"], 413);
     assert_eq!(b[0].count("POST"), 0);
 
-    let resp = proxy
-        .client
-        .post(proxy.url("/review"))
-        .body(vec![b'x'; 512])
-        .send()
-        .await
-        .unwrap();
+    let resp = proxy.post("/review", vec![b'x'; 512]).await;
     assert_eq!(resp.status().as_u16(), 200);
 }
 

@@ -20,13 +20,7 @@ async fn metrics_pass_promtool_after_traffic_and_are_the_documented_families() {
     for course in 0..20 {
         assert_eq!(proxy.get(&format!("/course/{course}/reviews")).await.0, 200);
     }
-    let posted = proxy
-        .client
-        .post(proxy.url("/review"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let posted = proxy.post("/review", "{}").await;
     assert_eq!(posted.status(), 200);
     // Failures too: 5xx counted per backend, one backend's latency including its 5xx.
     b[1].behaviour.fail.store(true, SeqCst);
