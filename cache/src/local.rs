@@ -60,6 +60,9 @@ pub(crate) struct Local {
     /// Entries filled from reads that began before this are stale: raised when the
     /// invalidation bus reconnects, since messages may have been missed meanwhile.
     global_floor: AtomicU64,
+    /// The highest floor raised so far, global or of any subject. An entry read from
+    /// it or later is fresh without a lookup: in a spell without writes, every entry.
+    latest_floor: AtomicU64,
     floors: Cache<Subject, u64>,
     /// `None` remembers that the course does not exist.
     pub pages: Cache<PageKey, Arc<Filled<Option<Skeleton>>>>,
@@ -89,6 +92,7 @@ impl Local {
         Self {
             sequence: AtomicU64::new(1),
             global_floor: AtomicU64::new(0),
+            latest_floor: AtomicU64::new(0),
             floors,
             pages,
             reviewers,
@@ -107,6 +111,11 @@ impl Local {
 
     /// Whether an entry read from `read_from` may be served for `subject`.
     pub async fn is_fresh(&self, subject: Subject, read_from: u64) -> bool {
+        // Raised before any floor is stored, so no floor stored before this check is
+        // above it.
+        if read_from >= self.latest_floor.load(Ordering::SeqCst) {
+            return true;
+        }
         let floor = self.floors.get(&subject).await.unwrap_or(0);
         read_from >= floor.max(self.global_floor.load(Ordering::SeqCst))
     }
@@ -133,6 +142,7 @@ impl Local {
     /// store their floors in either order: a floor only ever rises, or a fill begun
     /// between them would pass for fresh.
     async fn raise_floor(&self, subject: Subject, floor: u64) {
+        self.latest_floor.fetch_max(floor, Ordering::SeqCst);
         self.floors
             .entry(subject)
             .and_upsert_with(|old| {
@@ -144,6 +154,7 @@ impl Local {
     /// Condemns everything read so far, and frees its memory.
     pub fn invalidate_all(&self) {
         let floor = self.sequence.fetch_add(1, Ordering::SeqCst) + 1;
+        self.latest_floor.fetch_max(floor, Ordering::SeqCst);
         self.global_floor.store(floor, Ordering::SeqCst);
         self.pages.invalidate_all();
         self.reviewers.invalidate_all();
