@@ -224,6 +224,12 @@ impl Cache {
                     filled_here = true;
                     let read_from = local.read_begins();
                     let (skeleton, reviewers) = self.shared_page(course, variant, source).await?;
+                    // The page's reviewers came in the same read: keep them too, or the
+                    // page's next hit would fetch each of them again.
+                    for (id, json) in &reviewers {
+                        let filled = Filled::new(json.clone(), read_from, local.ttl());
+                        local.reviewers.insert(*id, filled).await;
+                    }
                     loaded_reviewers = reviewers;
                     Ok::<_, Arc<S::Error>>(Filled::new(skeleton, read_from, local.ttl()))
                 })

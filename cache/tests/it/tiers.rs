@@ -52,6 +52,24 @@ async fn a_miss_loads_from_the_source_once_and_the_local_tier_serves_after() {
 }
 
 #[tokio::test]
+async fn a_pages_reviewers_are_kept_with_it_so_its_next_hit_fetches_none() {
+    let (a, _) = two_instances().await;
+    let store = Store::with_page(1, "v1");
+    store.set_reviewer(7, "Ann");
+    store.set_reviewer(8, "Bob");
+    read(&a.cache, 1, &store).await;
+    assert_eq!(
+        read(&a.cache, 1, &store).await.as_deref(),
+        Some(r#"["v1","Ann","Bob"]"#)
+    );
+    assert_eq!(
+        a.metric(r#"cache_hits_total{tier="local",kind="reviewer"}"#),
+        2.0
+    );
+    assert_eq!(a.metric(r#"cache_loads_total{kind="reviewer"}"#), 0.0);
+}
+
+#[tokio::test]
 async fn another_instance_is_served_from_redis_without_a_load() {
     let (a, b) = two_instances().await;
     let store = Store::with_page(1, "v1");
