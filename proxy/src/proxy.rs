@@ -38,6 +38,7 @@ use pingora::lb::LoadBalancer;
 use pingora::prelude::HttpPeer;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::http::v1::client::HttpSession as UpstreamSession;
+use pingora::protocols::http::v1::common::is_expect_continue_req;
 use pingora::protocols::http::v1::server::HttpSession as ClientSession;
 use pingora::server::ShutdownWatch;
 use pingora::server::configuration::ServerConf;
@@ -256,14 +257,6 @@ fn upstream_request(
     Ok(req)
 }
 
-fn expects_continue(req: &RequestHeader) -> bool {
-    req.version == Version::HTTP_11
-        && req
-            .headers
-            .get(header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
-}
-
 impl CourserProxy {
     /// Rate limit, body limit (by declared length) and request id. Answers the request
     /// itself when it may not pass.
@@ -374,7 +367,7 @@ impl CourserProxy {
         if !client.is_body_done() {
             // The api reads the whole body before answering, so the proxy answers
             // `Expect: 100-continue` itself and sends the body as it arrives.
-            if expects_continue(client.req_header()) {
+            if is_expect_continue_req(client.req_header()) {
                 client
                     .write_continue_response()
                     .await

@@ -254,6 +254,20 @@ async fn after_a_reload_no_cached_page_of_the_earlier_data_is_served() {
     stack.stop().await;
 }
 
+/// A stack layout in a fresh temporary home with no ports; a test sets the ones it uses.
+fn scratch_layout(name: &str) -> Layout {
+    let layout = Layout {
+        home: std::env::temp_dir().join(format!("courser-{name}-{}", rand::rng().random::<u64>())),
+        pg_port: 0,
+        redis_port: 0,
+        api_ports: Vec::new(),
+        proxy_listen: String::new(),
+        proxy_metrics_listen: String::new(),
+    };
+    layout.create_dirs().unwrap();
+    layout
+}
+
 /// Another Redis on the stack's port: the stack's Redis would fail to bind only after
 /// that one had answered its readiness PING, and the stack would run on a Redis it does
 /// not own (which is how `courser chaos` once found "redis is not running" mid-suite).
@@ -261,17 +275,9 @@ async fn after_a_reload_no_cached_page_of_the_earlier_data_is_served() {
 async fn the_stack_does_not_take_another_redis_on_its_port_for_its_own() {
     let mut ports = Ports::default();
     let layout = Layout {
-        home: std::env::temp_dir().join(format!(
-            "courser-foreign-redis-{}",
-            rand::rng().random::<u64>()
-        )),
-        pg_port: 0,
         redis_port: ports.reserve(),
-        api_ports: Vec::new(),
-        proxy_listen: String::new(),
-        proxy_metrics_listen: String::new(),
+        ..scratch_layout("foreign-redis")
     };
-    layout.create_dirs().unwrap();
     let bin = redis::ensure_installed().unwrap();
     let port = layout.redis_port.to_string();
     let mut foreign = std::process::Command::new(&bin)
@@ -317,17 +323,9 @@ async fn the_stack_does_not_take_another_process_on_an_api_port_for_its_own() {
         }
     });
     let layout = Layout {
-        home: std::env::temp_dir().join(format!(
-            "courser-foreign-api-{}",
-            rand::rng().random::<u64>()
-        )),
-        pg_port: 0,
-        redis_port: 0,
         api_ports: vec![port],
-        proxy_listen: String::new(),
-        proxy_metrics_listen: String::new(),
+        ..scratch_layout("foreign-api")
     };
-    layout.create_dirs().unwrap();
 
     let started = api::start_all(&layout, Path::new("/bin/sleep"), "postgres://unused", "k").await;
     answering.abort();
