@@ -7,6 +7,9 @@ use clap::Parser as _;
 use courser_load::cli::Args;
 use courser_load::report;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     match args.execute() {

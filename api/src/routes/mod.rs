@@ -7,6 +7,8 @@ mod ratings;
 mod reviewers;
 mod reviews;
 
+use std::time::Duration;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::{Request, State};
@@ -16,11 +18,12 @@ use axum::response::Response;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::auth;
+use crate::drain::{self, Drain};
 use crate::error::ApiError;
 use crate::metrics;
 use crate::openapi::{self, ApiDoc};
 use crate::state::AppState;
-use crate::{auth, drain};
 
 /// The whole application, and the OpenAPI document generated from the same routes.
 pub fn app(state: AppState, body_limit: usize) -> (Router, utoipa::openapi::OpenApi) {
@@ -31,7 +34,7 @@ pub fn app(state: AppState, body_limit: usize) -> (Router, utoipa::openapi::Open
         .merge(ratings::router())
         // Only matched routes check keys, so an unknown path answers 404, not 401.
         .route_layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.keys.clone(),
             auth::require_key_for_writes,
         ))
         .split_for_parts();
@@ -41,15 +44,19 @@ pub fn app(state: AppState, body_limit: usize) -> (Router, utoipa::openapi::Open
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        // Each middleware holds only what it uses: its state is cloned per request.
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            (state.request_timeout, state.drain.clone()),
             request_lifetime,
         ))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.metrics.clone(),
             metrics::track,
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), drain::track))
+        .layer(middleware::from_fn_with_state(
+            state.drain.clone(),
+            drain::track,
+        ))
         .with_state(state);
     (router, openapi)
 }
@@ -69,17 +76,16 @@ async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
 /// their TTL), or be answered 503 while it commits. The pool and statement timeouts
 /// bound a write instead.
 async fn request_lifetime(
-    State(state): State<AppState>,
+    State((timeout, drain)): State<(Duration, Drain)>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     if request.method().is_safe() {
-        return tokio::time::timeout(state.request_timeout, next.run(request))
+        return tokio::time::timeout(timeout, next.run(request))
             .await
-            .map_err(|_| ApiError::Timeout(state.request_timeout));
+            .map_err(|_| ApiError::Timeout(timeout));
     }
-    state
-        .drain
+    drain
         .spawn_write(next.run(request))
         .await
         .map_err(|e| ApiError::Internal(e.into()))
