@@ -69,7 +69,11 @@ fn command(layout: &Layout, bin: &Path) -> Command {
         .env("COURSER_PROXY_LISTEN", &layout.proxy_listen)
         .env("COURSER_PROXY_METRICS_LISTEN", &layout.proxy_metrics_listen)
         .env("COURSER_PROXY_UPGRADE_SOCK", layout.proxy_upgrade_sock())
-        .env("COURSER_PROXY_BACKENDS", backends.join(","));
+        .env("COURSER_PROXY_BACKENDS", backends.join(","))
+        // The proxy writes its log itself, rotated at 256 MiB (at 15,000 requests/s the
+        // access log grows by ~3 MB/s); stdout and stderr, which `Managed` sends to the
+        // same file, then carry only what comes before the log starts, or a panic.
+        .env("COURSER_PROXY_LOG_FILE", managed(layout).log_file);
     command
 }
 

@@ -345,8 +345,14 @@ impl Config {
             figment = figment.merge(Toml::file(path));
         }
         // BACKENDS is a comma-separated list: keep it a string rather than letting figment
-        // guess at its type.
-        figment = figment.merge(Env::prefixed("COURSER_PROXY_").ignore(&["backends"]));
+        // guess at its type. CONFIG and the LOG_ ones are the command line's (`main`),
+        // read before the configuration.
+        figment = figment.merge(Env::prefixed("COURSER_PROXY_").ignore(&[
+            "backends",
+            "config",
+            "log_file",
+            "log_max_bytes",
+        ]));
         if let Ok(csv) = std::env::var("COURSER_PROXY_BACKENDS") {
             figment = figment.merge(Serialized::default("backends", BackendList::Csv(csv)));
         }

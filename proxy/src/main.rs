@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use courser_proxy::telemetry::Output;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -19,11 +20,26 @@ struct Cli {
     /// Take the listening sockets over from a running instance (graceful upgrade).
     #[arg(long)]
     upgrade: bool,
+    /// Write the log (and the access log) to this file instead of stdout, kept bounded:
+    /// see `--log-max-bytes`.
+    #[arg(long, env = "COURSER_PROXY_LOG_FILE")]
+    log_file: Option<PathBuf>,
+    /// Once the log file holds this many bytes it becomes `<file>.1`, replacing the
+    /// previous one, and a new file begins.
+    #[arg(long, env = "COURSER_PROXY_LOG_MAX_BYTES", default_value_t = 256 << 20)]
+    log_max_bytes: u64,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    courser_proxy::telemetry::init();
+    let log = match cli.log_file {
+        Some(path) => Output::File {
+            path,
+            max_bytes: cli.log_max_bytes,
+        },
+        None => Output::Stdout,
+    };
+    courser_proxy::telemetry::init(&log).context("cannot open the log file")?;
     let settings =
         courser_proxy::Settings::load(cli.config.as_deref()).context("invalid configuration")?;
     tracing::info!(

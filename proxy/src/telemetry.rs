@@ -7,8 +7,15 @@
 //! woke for every line) took 12 % of the proxy's CPU under P1 with the access log on.
 //! The buffer holds at most [`MAX_BUFFERED`] bytes; lines beyond are dropped, never waited
 //! for.
+//!
+//! With a log file ([`Output::File`]) the proxy writes it itself and keeps it bounded:
+//! once it holds `max_bytes`, it becomes `<file>.1` (replacing the one before) and a new
+//! file begins. At 15,000 requests/s the access log grows by ~3 MB/s, and `courser up`'s
+//! stack filled a gigabyte in ten minutes of benchmarks.
 
+use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -100,11 +107,80 @@ impl<'a> MakeWriter<'a> for Shared {
     }
 }
 
+/// A log file that, once it holds `max_bytes`, is renamed to `<path>.1` and begun anew.
+/// It is checked after each batch, so lines are never split across the two.
+#[derive(Debug)]
+pub struct RotatingFile {
+    path: PathBuf,
+    max_bytes: u64,
+    file: File,
+    written: u64,
+}
+
+fn open_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+impl RotatingFile {
+    pub fn open(path: &Path, max_bytes: u64) -> std::io::Result<Self> {
+        let file = open_append(path)?;
+        let written = file.metadata()?.len();
+        Ok(Self {
+            path: path.to_owned(),
+            max_bytes,
+            file,
+            written,
+        })
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let mut old = self.path.clone().into_os_string();
+        old.push(".1");
+        std::fs::rename(&self.path, old)?;
+        self.file = open_append(&self.path)?;
+        self.written = 0;
+        Ok(())
+    }
+}
+
+impl Write for RotatingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    /// Called by [`Batched::flush`] after each batch: the place to rotate.
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()?;
+        if self.written >= self.max_bytes {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Stdout,
+    /// Written by the proxy, rotated at `max_bytes`.
+    File {
+        path: PathBuf,
+        max_bytes: u64,
+    },
+}
+
 static LOG: OnceLock<Arc<Batched>> = OnceLock::new();
 
-/// Installs the subscriber and starts the flushing thread; call once at start.
-pub fn init() {
-    let batched = Arc::new(Batched::new(Box::new(std::io::stdout()), MAX_BUFFERED));
+/// Installs the subscriber and starts the flushing thread; call once at start. A log
+/// file that cannot be opened is an error: the operator asked for it.
+pub fn init(output: &Output) -> std::io::Result<()> {
+    let out: Box<dyn Write + Send> = match output {
+        Output::Stdout => Box::new(std::io::stdout()),
+        Output::File { path, max_bytes } => Box::new(RotatingFile::open(path, *max_bytes)?),
+    };
+    let batched = Arc::new(Batched::new(out, MAX_BUFFERED));
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(
             "info,pingora=warn,pingora_core=warn,pingora_proxy=warn,pingora_load_balancing=warn",
@@ -131,6 +207,7 @@ pub fn init() {
             eprintln!("courser-proxy: no log writer thread: {e}");
         }
     }
+    Ok(())
 }
 
 /// Writes out whatever is buffered; used before exiting the process.
@@ -170,6 +247,32 @@ mod tests {
         log.make_writer().write_all(b"three\n").unwrap();
         log.flush();
         assert_eq!(&*lock(&sink.0), b"one\ntwo\nthree\n");
+    }
+
+    #[test]
+    fn a_full_log_file_becomes_the_old_one_and_lines_stay_whole() {
+        let dir = std::env::temp_dir().join(format!("courser-proxy-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("proxy.log");
+        let _ = std::fs::remove_file(dir.join("proxy.log.1"));
+        std::fs::write(&path, b"from before\n").unwrap();
+        let log = Batched::new(Box::new(RotatingFile::open(&path, 20).unwrap()), 1024);
+        log.make_writer().write_all(b"first batch\n").unwrap();
+        log.flush();
+        log.make_writer().write_all(b"second\n").unwrap();
+        log.flush();
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+        assert_eq!(read("proxy.log.1"), "from before\nfirst batch\n");
+        assert_eq!(read("proxy.log"), "second\n");
+        log.make_writer().write_all(b"third batch!\n").unwrap();
+        log.flush();
+        assert_eq!(
+            read("proxy.log.1"),
+            "second\nthird batch!\n",
+            "one old file is kept"
+        );
+        assert_eq!(read("proxy.log"), "");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -211,6 +211,15 @@ pub struct TestProxy {
 
 /// Extra `key = value` TOML lines on top of the harness's defaults.
 pub async fn spawn_proxy(backends: &[&TestBackend], extra: &str) -> TestProxy {
+    spawn_proxy_with_env(backends, extra, &[]).await
+}
+
+/// [`spawn_proxy`] with environment variables set for the process.
+pub async fn spawn_proxy_with_env(
+    backends: &[&TestBackend],
+    extra: &str,
+    env: &[(&str, &str)],
+) -> TestProxy {
     let addr = free_addr();
     let metrics_addr = free_addr();
     let dir = std::env::temp_dir().join(format!(
@@ -229,7 +238,10 @@ pub async fn spawn_proxy(backends: &[&TestBackend], extra: &str) -> TestProxy {
     file.write_all(config.as_bytes()).unwrap();
     write_backends(&config_path, backends);
 
-    let child = proxy_command(&config_path).spawn().unwrap();
+    let child = proxy_command(&config_path)
+        .envs(env.iter().copied())
+        .spawn()
+        .unwrap();
     let proxy = TestProxy {
         addr,
         metrics_addr,

@@ -7,6 +7,7 @@
 )]
 
 mod helpers;
+mod logs;
 mod metrics;
 mod upgrade;
 
