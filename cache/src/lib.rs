@@ -10,10 +10,8 @@
 //!   `postgres_bus`); the in-process tier serves only while one of them has its heartbeat
 //!   answered (see `lease`). When Redis does not take it, the instances that hear it
 //!   over Postgres invalidate Redis for it.
-//! - Redis holds pages as skeletons with reviewers spliced in from their own fragments
-//!   (see `page`), so a reviewer's change invalidates one fragment, not every page. The
-//!   in-process tier keeps pages assembled, so that a hit is one lookup; a reviewer's
-//!   change drops the local pages that show them, which are assembled again from Redis.
+//! - Pages are cached as skeletons with reviewers spliced in from their own fragments
+//!   (see `page`), so a reviewer's change invalidates one fragment, not every page.
 //! - Redis failures cost a timeout at most, then nothing while the breaker is open: reads
 //!   go to the source and writes still succeed; the cache comes back by itself.
 
@@ -40,7 +38,7 @@ pub use local::Subject;
 pub use page::{Page, Part, Skeleton};
 
 use lease::Lease;
-use local::{Filled, Local, LocalPage};
+use local::{Filled, Local};
 use metrics::Metrics;
 use postgres_bus::PostgresBus;
 use remote::{Lookup, Remote};
@@ -87,16 +85,6 @@ pub(crate) struct Inner {
     /// serves only then.
     lease: Arc<Lease>,
     metrics: Metrics,
-}
-
-/// The page of `skeleton` with the reviewers of `found`, and the reviewers it shows;
-/// `None` if one is missing.
-fn assemble(skeleton: &Skeleton, found: &HashMap<i64, Bytes>) -> Option<LocalPage> {
-    let page = skeleton.assemble(|id| found.get(&id).map(|json| &json[..]))?;
-    Some(LocalPage {
-        page,
-        reviewers: skeleton.reviewers().collect(),
-    })
 }
 
 /// Stops the background tasks (the two buses, the Postgres pinger) when the last handle to
@@ -189,47 +177,45 @@ impl Cache {
         variant: &str,
         source: &S,
     ) -> Result<Option<Page>, Arc<S::Error>> {
-        if self.inner.remote.is_some() && self.local_tier_serving() {
-            self.local_page(course, variant, source).await
+        let inner = &self.inner;
+        if inner.remote.is_none() {
+            return match source.load_page(course, variant).await.map_err(Arc::new)? {
+                Some(loaded) => {
+                    self.finish(
+                        (course, variant),
+                        &loaded.skeleton,
+                        loaded.reviewers,
+                        source,
+                    )
+                    .await
+                }
+                None => Ok(None),
+            };
+        }
+        let (skeleton, loaded_reviewers) = if self.local_tier_serving() {
+            self.local_page(course, variant, source).await?
         } else {
-            self.unkept_page(course, variant, source).await
+            self.shared_page(course, variant, source).await?
+        };
+        match skeleton {
+            Some(skeleton) => {
+                self.finish((course, variant), &skeleton, loaded_reviewers, source)
+                    .await
+            }
+            None => Ok(None),
         }
     }
 
-    /// From the tiers below the in-process one, assembled and not kept here.
-    async fn unkept_page<S: Source>(
-        &self,
-        course: i64,
-        variant: &str,
-        source: &S,
-    ) -> Result<Option<Page>, Arc<S::Error>> {
-        let (skeleton, loaded) = if self.inner.remote.is_some() {
-            self.shared_page(course, variant, source).await?
-        } else {
-            match source.load_page(course, variant).await.map_err(Arc::new)? {
-                Some(loaded) => (Some(loaded.skeleton), loaded.reviewers),
-                None => (None, Vec::new()),
-            }
-        };
-        let Some(skeleton) = skeleton else {
-            return Ok(None);
-        };
-        let assembled = self
-            .finish((course, variant), &skeleton, loaded, source)
-            .await?;
-        Ok(assembled.map(|(local, _)| local.page))
-    }
-
-    /// Through the in-process tier, which keeps pages assembled: one fill per key at a
-    /// time, then a freshness check.
+    /// Through the in-process tier: one fill per key at a time, then a freshness check.
     async fn local_page<S: Source>(
         &self,
         course: i64,
         variant: &str,
         source: &S,
-    ) -> Result<Option<Page>, Arc<S::Error>> {
+    ) -> Result<(Option<Skeleton>, Vec<(i64, Bytes)>), Arc<S::Error>> {
         let local = &self.inner.local;
         let key: local::PageKey = (course, Arc::from(variant));
+        let mut loaded_reviewers = Vec::new();
         for _ in 0..2 {
             let mut filled_here = false;
             let entry = local
@@ -237,39 +223,32 @@ impl Cache {
                 .try_get_with(key.clone(), async {
                     filled_here = true;
                     let read_from = local.read_begins();
-                    let (skeleton, loaded) = self.shared_page(course, variant, source).await?;
-                    let Some(skeleton) = skeleton else {
-                        return Ok(Filled::new(None, read_from, local.ttl()));
-                    };
-                    // The page's reviewers came in the same read: keep them for the
-                    // other pages that show them, or each of those would fetch them again.
-                    for (id, json) in &loaded {
+                    let (skeleton, reviewers) = self.shared_page(course, variant, source).await?;
+                    // The page's reviewers came in the same read: keep them too, or the
+                    // page's next hit would fetch each of them again.
+                    for (id, json) in &reviewers {
                         let filled = Filled::new(json.clone(), read_from, local.ttl());
                         local.reviewers.insert(*id, filled).await;
                     }
-                    let assembled = self
-                        .finish((course, variant), &skeleton, loaded, source)
-                        .await?;
-                    let oldest_read = assembled
-                        .as_ref()
-                        .map_or(read_from, |(_, oldest)| read_from.min(*oldest));
-                    let page = assembled.map(|(page, _)| page);
-                    Ok::<_, Arc<S::Error>>(Filled::new(page, oldest_read, local.ttl()))
+                    loaded_reviewers = reviewers;
+                    Ok::<_, Arc<S::Error>>(Filled::new(skeleton, read_from, local.ttl()))
                 })
                 .await
                 .map_err(|shared: Arc<Arc<S::Error>>| Arc::clone(&*shared))?;
-            if local.is_page_fresh(course, &entry).await {
+            if local
+                .is_fresh(Subject::Course(course), entry.read_from)
+                .await
+            {
                 if !filled_here {
                     self.inner.metrics.hit("local", "page");
                 }
-                return Ok(entry.value.as_ref().map(|local| local.page.clone()));
+                return Ok((entry.value.clone(), std::mem::take(&mut loaded_reviewers)));
             }
-            // Assembled from a read older than the last invalidation of the course or of
-            // one of its reviewers: drop it.
+            // Filled from a read older than the course's last invalidation: drop it.
             local.pages.invalidate(&key).await;
         }
         // Invalidated again while refilling: serve this read straight from the tiers below.
-        self.unkept_page(course, variant, source).await
+        self.shared_page(course, variant, source).await
     }
 
     /// Through Redis (when usable), then the source; stores what it loads in Redis.
@@ -303,21 +282,18 @@ impl Cache {
     }
 
     /// Splices the reviewers into the skeleton: from what the load brought, the
-    /// in-process tier, Redis, and last the source. Gives the page with the reviewers it
-    /// shows, and the oldest read among the in-process fragments it used (`u64::MAX` for
-    /// none; everything else was read after the caller began).
+    /// in-process tier, Redis, and last the source.
     async fn finish<S: Source>(
         &self,
         (course, variant): (i64, &str),
         skeleton: &Skeleton,
         loaded: Vec<(i64, Bytes)>,
         source: &S,
-    ) -> Result<Option<(LocalPage, u64)>, Arc<S::Error>> {
+    ) -> Result<Option<Page>, Arc<S::Error>> {
         let (local, metrics) = (&self.inner.local, &self.inner.metrics);
         let serving = self.local_tier_serving();
         let mut found: HashMap<i64, Bytes> = loaded.into_iter().collect();
         let mut missing = Vec::new();
-        let mut oldest_read = u64::MAX;
         for id in skeleton.reviewers() {
             if found.contains_key(&id) || missing.contains(&id) {
                 continue;
@@ -327,7 +303,6 @@ impl Cache {
                     if serving && local.is_fresh(Subject::Reviewer(id), entry.read_from).await =>
                 {
                     metrics.hit("local", "reviewer");
-                    oldest_read = oldest_read.min(entry.read_from);
                     found.insert(id, entry.value.clone());
                 }
                 _ => missing.push(id),
@@ -346,8 +321,8 @@ impl Cache {
             }
             found.extend(fetched);
         }
-        if let Some(page) = assemble(skeleton, &found) {
-            return Ok(Some((page, oldest_read)));
+        if let Some(page) = skeleton.assemble(|id| found.get(&id).map(|b| &b[..])) {
+            return Ok(Some(page));
         }
         // A reviewer the skeleton names exists while their review does, so a gap means a
         // write raced this read: load the page straight from the source.
@@ -355,7 +330,9 @@ impl Cache {
             return Ok(None);
         };
         let found: HashMap<i64, Bytes> = loaded.reviewers.into_iter().collect();
-        Ok(assemble(&loaded.skeleton, &found).map(|page| (page, u64::MAX)))
+        Ok(loaded
+            .skeleton
+            .assemble(|id| found.get(&id).map(|b| &b[..])))
     }
 
     async fn shared_reviewers<S: Source>(
