@@ -275,6 +275,8 @@ fn proxy_command(config_path: &PathBuf) -> Command {
         .env_remove("COURSER_PROXY_BACKENDS")
         .env_remove("COURSER_PROXY_LISTEN")
         .env_remove("COURSER_PROXY_METRICS_LISTEN")
+        .env_remove("COURSER_PROXY_LOG_FILE")
+        .env_remove("COURSER_PROXY_LOG_MAX_BYTES")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     command

@@ -584,6 +584,7 @@ async fn a_bad_setting_stops_the_start_with_its_name() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_courser-proxy"))
         .env("COURSER_PROXY_BACKENDS", "127.0.0.1:1")
         .env("COURSER_PROXY_THREADS", "0")
+        .env_remove("COURSER_PROXY_LOG_FILE")
         .output()
         .unwrap();
     assert!(!out.status.success());
