@@ -10,8 +10,10 @@
 //!   `postgres_bus`); the in-process tier serves only while one of them has its heartbeat
 //!   answered (see `lease`). When Redis does not take it, the instances that hear it
 //!   over Postgres invalidate Redis for it.
-//! - Pages are cached as skeletons with reviewers spliced in from their own fragments
-//!   (see `page`), so a reviewer's change invalidates one fragment, not every page.
+//! - Redis holds pages as skeletons with reviewers spliced in from their own fragments
+//!   (see `page`), so a reviewer's change invalidates one fragment, not every page. The
+//!   in-process tier keeps pages assembled, so that a hit is one lookup; a reviewer's
+//!   change drops the local pages that show them, which are assembled again from Redis.
 //! - Redis failures cost a timeout at most, then nothing while the breaker is open: reads
 //!   go to the source and writes still succeed; the cache comes back by itself.
 
@@ -38,7 +40,7 @@ pub use local::Subject;
 pub use page::{Page, Part, Skeleton};
 
 use lease::Lease;
-use local::{Filled, Local};
+use local::{Filled, Local, LocalPage};
 use metrics::Metrics;
 use postgres_bus::PostgresBus;
 use remote::{Lookup, Remote};
@@ -85,6 +87,29 @@ pub(crate) struct Inner {
     /// serves only then.
     lease: Arc<Lease>,
     metrics: Metrics,
+}
+
+/// The page of `skeleton` (read from `read_from`) with the reviewers of `found` (each
+/// with when its read began), and the reviewers it shows; `None` if one is missing.
+fn assemble(
+    skeleton: &Skeleton,
+    read_from: u64,
+    found: &HashMap<i64, (Bytes, u64)>,
+) -> Option<LocalPage> {
+    let page = skeleton.assemble(|id| found.get(&id).map(|(json, _)| &json[..]))?;
+    let reviewers: Box<[(i64, u64)]> = skeleton
+        .reviewers()
+        .filter_map(|id| found.get(&id).map(|&(_, read)| (id, read)))
+        .collect();
+    let oldest_read = reviewers
+        .iter()
+        .map(|&(_, read)| read)
+        .fold(read_from, u64::min);
+    Some(LocalPage {
+        page,
+        reviewers,
+        oldest_read,
+    })
 }
 
 /// Stops the background tasks (the two buses, the Postgres pinger) when the last handle to
@@ -177,45 +202,48 @@ impl Cache {
         variant: &str,
         source: &S,
     ) -> Result<Option<Page>, Arc<S::Error>> {
-        let inner = &self.inner;
-        if inner.remote.is_none() {
-            return match source.load_page(course, variant).await.map_err(Arc::new)? {
-                Some(loaded) => {
-                    self.finish(
-                        (course, variant),
-                        &loaded.skeleton,
-                        loaded.reviewers,
-                        source,
-                    )
-                    .await
-                }
-                None => Ok(None),
-            };
-        }
-        let (skeleton, loaded_reviewers) = if self.local_tier_serving() {
-            self.local_page(course, variant, source).await?
+        if self.inner.remote.is_some() && self.local_tier_serving() {
+            self.local_page(course, variant, source).await
         } else {
-            self.shared_page(course, variant, source).await?
-        };
-        match skeleton {
-            Some(skeleton) => {
-                self.finish((course, variant), &skeleton, loaded_reviewers, source)
-                    .await
-            }
-            None => Ok(None),
+            self.unkept_page(course, variant, source).await
         }
     }
 
-    /// Through the in-process tier: one fill per key at a time, then a freshness check.
+    /// From the tiers below the in-process one, assembled and not kept here.
+    async fn unkept_page<S: Source>(
+        &self,
+        course: i64,
+        variant: &str,
+        source: &S,
+    ) -> Result<Option<Page>, Arc<S::Error>> {
+        let (skeleton, loaded) = if self.inner.remote.is_some() {
+            self.shared_page(course, variant, source).await?
+        } else {
+            match source.load_page(course, variant).await.map_err(Arc::new)? {
+                Some(loaded) => (Some(loaded.skeleton), loaded.reviewers),
+                None => (None, Vec::new()),
+            }
+        };
+        let Some(skeleton) = skeleton else {
+            return Ok(None);
+        };
+        let read_from = self.inner.local.read_begins();
+        let assembled = self
+            .finish((course, variant), &skeleton, loaded, read_from, source)
+            .await?;
+        Ok(assembled.map(|local| local.page))
+    }
+
+    /// Through the in-process tier, which keeps pages assembled: one fill per key at a
+    /// time, then a freshness check.
     async fn local_page<S: Source>(
         &self,
         course: i64,
         variant: &str,
         source: &S,
-    ) -> Result<(Option<Skeleton>, Vec<(i64, Bytes)>), Arc<S::Error>> {
+    ) -> Result<Option<Page>, Arc<S::Error>> {
         let local = &self.inner.local;
         let key: local::PageKey = (course, Arc::from(variant));
-        let mut loaded_reviewers = Vec::new();
         for _ in 0..2 {
             let mut filled_here = false;
             let entry = local
@@ -223,32 +251,35 @@ impl Cache {
                 .try_get_with(key.clone(), async {
                     filled_here = true;
                     let read_from = local.read_begins();
-                    let (skeleton, reviewers) = self.shared_page(course, variant, source).await?;
-                    // The page's reviewers came in the same read: keep them too, or the
-                    // page's next hit would fetch each of them again.
-                    for (id, json) in &reviewers {
+                    let (skeleton, loaded) = self.shared_page(course, variant, source).await?;
+                    let Some(skeleton) = skeleton else {
+                        return Ok(Filled::new(None, read_from, local.ttl()));
+                    };
+                    // The page's reviewers came in the same read: keep them for the
+                    // other pages that show them, or each of those would fetch them again.
+                    for (id, json) in &loaded {
                         let filled = Filled::new(json.clone(), read_from, local.ttl());
                         local.reviewers.insert(*id, filled).await;
                     }
-                    loaded_reviewers = reviewers;
-                    Ok::<_, Arc<S::Error>>(Filled::new(skeleton, read_from, local.ttl()))
+                    let page = self
+                        .finish((course, variant), &skeleton, loaded, read_from, source)
+                        .await?;
+                    Ok::<_, Arc<S::Error>>(Filled::new(page, read_from, local.ttl()))
                 })
                 .await
                 .map_err(|shared: Arc<Arc<S::Error>>| Arc::clone(&*shared))?;
-            if local
-                .is_fresh(Subject::Course(course), entry.read_from)
-                .await
-            {
+            if local.is_page_fresh(course, &entry).await {
                 if !filled_here {
                     self.inner.metrics.hit("local", "page");
                 }
-                return Ok((entry.value.clone(), std::mem::take(&mut loaded_reviewers)));
+                return Ok(entry.value.as_ref().map(|local| local.page.clone()));
             }
-            // Filled from a read older than the course's last invalidation: drop it.
+            // Assembled from a read older than the last invalidation of the course or of
+            // one of its reviewers: drop it.
             local.pages.invalidate(&key).await;
         }
         // Invalidated again while refilling: serve this read straight from the tiers below.
-        self.shared_page(course, variant, source).await
+        self.unkept_page(course, variant, source).await
     }
 
     /// Through Redis (when usable), then the source; stores what it loads in Redis.
@@ -282,17 +313,21 @@ impl Cache {
     }
 
     /// Splices the reviewers into the skeleton: from what the load brought, the
-    /// in-process tier, Redis, and last the source.
+    /// in-process tier, Redis, and last the source. Gives the page with the reviewers it
+    /// shows, each with when its read began: `read_from` (when the caller's read began)
+    /// for all but the in-process tier's fragments.
     async fn finish<S: Source>(
         &self,
         (course, variant): (i64, &str),
         skeleton: &Skeleton,
         loaded: Vec<(i64, Bytes)>,
+        read_from: u64,
         source: &S,
-    ) -> Result<Option<Page>, Arc<S::Error>> {
+    ) -> Result<Option<LocalPage>, Arc<S::Error>> {
         let (local, metrics) = (&self.inner.local, &self.inner.metrics);
         let serving = self.local_tier_serving();
-        let mut found: HashMap<i64, Bytes> = loaded.into_iter().collect();
+        let since_read = |(id, json)| (id, (json, read_from));
+        let mut found: HashMap<i64, (Bytes, u64)> = loaded.into_iter().map(since_read).collect();
         let mut missing = Vec::new();
         for id in skeleton.reviewers() {
             if found.contains_key(&id) || missing.contains(&id) {
@@ -303,25 +338,29 @@ impl Cache {
                     if serving && local.is_fresh(Subject::Reviewer(id), entry.read_from).await =>
                 {
                     metrics.hit("local", "reviewer");
-                    found.insert(id, entry.value.clone());
+                    found.insert(id, (entry.value.clone(), entry.read_from));
                 }
                 _ => missing.push(id),
             }
         }
         if !missing.is_empty() {
-            let read_from = local.read_begins();
+            let fetch_from = local.read_begins();
             let fetched = self.shared_reviewers(&missing, source).await?;
             if serving {
                 for (id, json) in &fetched {
                     local
                         .reviewers
-                        .insert(*id, Filled::new(json.clone(), read_from, local.ttl()))
+                        .insert(*id, Filled::new(json.clone(), fetch_from, local.ttl()))
                         .await;
                 }
             }
-            found.extend(fetched);
+            found.extend(
+                fetched
+                    .into_iter()
+                    .map(|(id, json)| (id, (json, fetch_from))),
+            );
         }
-        if let Some(page) = skeleton.assemble(|id| found.get(&id).map(|b| &b[..])) {
+        if let Some(page) = assemble(skeleton, read_from, &found) {
             return Ok(Some(page));
         }
         // A reviewer the skeleton names exists while their review does, so a gap means a
@@ -329,10 +368,8 @@ impl Cache {
         let Some(loaded) = source.load_page(course, variant).await.map_err(Arc::new)? else {
             return Ok(None);
         };
-        let found: HashMap<i64, Bytes> = loaded.reviewers.into_iter().collect();
-        Ok(loaded
-            .skeleton
-            .assemble(|id| found.get(&id).map(|b| &b[..])))
+        let found = loaded.reviewers.into_iter().map(since_read).collect();
+        Ok(assemble(&loaded.skeleton, read_from, &found))
     }
 
     async fn shared_reviewers<S: Source>(

@@ -1,11 +1,13 @@
-//! The in-process tier: page skeletons and reviewer fragments in bounded moka caches,
-//! and the invalidation floors that decide whether an entry may still be served.
+//! The in-process tier: pages ready to send and reviewer fragments in bounded moka
+//! caches, and the invalidation floors that decide whether an entry may still be served.
 //!
-//! Every entry records the sequence number current when the read that filled it began.
-//! An invalidation takes a new sequence number as the floor of its course or reviewer;
-//! an entry filled from a read that began before the floor is stale, even when it was
-//! stored after the invalidation (the slow-reader race). Floors outlive the entries
-//! they guard, so a floor never expires while an entry it condemns could still exist.
+//! Every entry records the sequence number current when the read that filled it began
+//! (for a page, the oldest read it was assembled from). An invalidation takes a new
+//! sequence number as the floor of its course or reviewer; an entry filled from a read
+//! that began before the floor is stale, even when it was stored after the invalidation
+//! (the slow-reader race). A page is stale when its course's floor or the floor of any
+//! reviewer it shows is above its read. Floors outlive the entries they guard, so a
+//! floor never expires while an entry it condemns could still exist.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +18,7 @@ use moka::Expiry;
 use moka::future::Cache;
 
 use crate::config::CacheConfig;
-use crate::page::Skeleton;
+use crate::page::Page;
 
 /// What an invalidation names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,6 +56,25 @@ impl<K, T> Expiry<K, Arc<Filled<T>>> for OwnTtl {
 
 pub(crate) type PageKey = (i64, Arc<str>);
 
+/// A page as the in-process tier keeps it: assembled, so that a hit splices nothing,
+/// with the reviewers it shows for the freshness check.
+#[derive(Debug)]
+pub(crate) struct LocalPage {
+    pub page: Page,
+    /// Each reviewer it shows, with when the read of their fragment began. A fragment
+    /// kept here may be older than the page's skeleton and still fresh: judged by the
+    /// skeleton's read, a course written since would condemn every refill of its page.
+    pub reviewers: Box<[(i64, u64)]>,
+    /// The oldest read of the skeleton and the fragments: no floor above it, no lookup.
+    pub oldest_read: u64,
+}
+
+impl LocalPage {
+    fn weight(&self) -> usize {
+        self.page.body.len() + self.page.etag.len() + self.reviewers.len() * 16 + 8
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Local {
     sequence: AtomicU64,
@@ -65,23 +86,25 @@ pub(crate) struct Local {
     latest_floor: AtomicU64,
     floors: Cache<Subject, u64>,
     /// `None` remembers that the course does not exist.
-    pub pages: Cache<PageKey, Arc<Filled<Option<Skeleton>>>>,
+    pub pages: Cache<PageKey, Arc<Filled<Option<LocalPage>>>>,
     pub reviewers: Cache<i64, Arc<Filled<Bytes>>>,
     config: CacheConfig,
 }
 
 impl Local {
     pub fn new(config: &CacheConfig) -> Self {
+        // Pages carry their reviewers' JSON; the fragments are only for assembling pages
+        // that are not here yet, so they get the smaller share.
         let pages = Cache::builder()
-            .max_capacity(config.local_bytes / 2)
-            .weigher(|key: &PageKey, entry: &Arc<Filled<Option<Skeleton>>>| {
-                let weight = entry.value.as_ref().map_or(0, Skeleton::weight);
-                u32::try_from(key.1.len() + weight + 32).unwrap_or(u32::MAX)
+            .max_capacity(config.local_bytes / 4 * 3)
+            .weigher(|key: &PageKey, entry: &Arc<Filled<Option<LocalPage>>>| {
+                let weight = entry.value.as_ref().map_or(0, LocalPage::weight);
+                u32::try_from(key.1.len() + weight + 64).unwrap_or(u32::MAX)
             })
             .expire_after(OwnTtl)
             .build();
         let reviewers = Cache::builder()
-            .max_capacity(config.local_bytes / 2)
+            .max_capacity(config.local_bytes / 4)
             .weigher(|_: &i64, entry: &Arc<Filled<Bytes>>| {
                 u32::try_from(entry.value.len() + 32).unwrap_or(u32::MAX)
             })
@@ -118,6 +141,31 @@ impl Local {
         }
         let floor = self.floors.get(&subject).await.unwrap_or(0);
         read_from >= floor.max(self.global_floor.load(Ordering::SeqCst))
+    }
+
+    /// Whether a page of `course` may be served: the course was not invalidated since
+    /// its skeleton was read (`entry.read_from`), nor any reviewer it shows since their
+    /// fragment was.
+    pub async fn is_page_fresh(&self, course: i64, entry: &Filled<Option<LocalPage>>) -> bool {
+        let oldest_read = entry
+            .value
+            .as_ref()
+            .map_or(entry.read_from, |page| page.oldest_read);
+        if oldest_read >= self.latest_floor.load(Ordering::SeqCst) {
+            return true;
+        }
+        if !self
+            .is_fresh(Subject::Course(course), entry.read_from)
+            .await
+        {
+            return false;
+        }
+        for &(id, read_from) in entry.value.iter().flat_map(|page| page.reviewers.iter()) {
+            if !self.is_fresh(Subject::Reviewer(id), read_from).await {
+                return false;
+            }
+        }
+        true
     }
 
     /// Invalidates `subjects` once Redis has their new tokens (or this instance has

@@ -9,6 +9,8 @@ use crate::helpers::{Instance, Store, config, prefix, read, redis_url};
 
 const LOCAL_PAGE_HITS: &str = r#"cache_hits_total{tier="local",kind="page"}"#;
 const REDIS_PAGE_HITS: &str = r#"cache_hits_total{tier="redis",kind="page"}"#;
+const REDIS_PAGE_MISSES: &str = r#"cache_misses_total{tier="redis",kind="page"}"#;
+const REVIEWER_LOCAL_HITS: &str = r#"cache_hits_total{tier="local",kind="reviewer"}"#;
 
 /// Two instances sharing one Redis, as two api processes do.
 async fn two_instances() -> (Instance, Instance) {
@@ -52,21 +54,93 @@ async fn a_miss_loads_from_the_source_once_and_the_local_tier_serves_after() {
 }
 
 #[tokio::test]
-async fn a_pages_reviewers_are_kept_with_it_so_its_next_hit_fetches_none() {
-    let (a, _) = two_instances().await;
-    let store = Store::with_page(1, "v1");
+async fn a_hit_is_served_assembled_and_a_pages_reviewers_serve_the_next_page_that_shows_them() {
+    let (a, b) = two_instances().await;
+    let store = Store::with_page(1, "one");
+    store.set_page(2, "two");
     store.set_reviewer(7, "Ann");
     store.set_reviewer(8, "Bob");
     read(&a.cache, 1, &store).await;
     assert_eq!(
         read(&a.cache, 1, &store).await.as_deref(),
-        Some(r#"["v1","Ann","Bob"]"#)
+        Some(r#"["one","Ann","Bob"]"#)
+    );
+    assert_eq!(a.metric(LOCAL_PAGE_HITS), 1.0);
+    assert_eq!(
+        a.metric(REVIEWER_LOCAL_HITS),
+        0.0,
+        "a hit looks up no reviewer"
+    );
+    // Page 2's skeleton goes to Redis through `b`; `a` takes it from there and its
+    // reviewers from what page 1's load brought.
+    read(&b.cache, 2, &store).await;
+    assert_eq!(
+        read(&a.cache, 2, &store).await.as_deref(),
+        Some(r#"["two","Ann","Bob"]"#)
+    );
+    assert_eq!(a.metric(REDIS_PAGE_HITS), 1.0);
+    assert_eq!(a.metric(REVIEWER_LOCAL_HITS), 2.0);
+    assert_eq!(a.metric(r#"cache_loads_total{kind="reviewer"}"#), 0.0);
+}
+
+#[tokio::test]
+async fn a_write_to_another_course_or_reviewer_leaves_a_page_served_locally() {
+    let (a, _) = two_instances().await;
+    let store = Store::with_page(1, "one");
+    store.set_reviewer(7, "Ann");
+    read(&a.cache, 1, &store).await;
+    a.cache
+        .invalidate(&[Subject::Course(2), Subject::Reviewer(8)])
+        .await;
+    assert_eq!(
+        read(&a.cache, 1, &store).await.as_deref(),
+        Some(r#"["one","Ann"]"#)
+    );
+    assert_eq!(a.metric(LOCAL_PAGE_HITS), 1.0);
+    assert_eq!(a.metric(REDIS_PAGE_HITS), 0.0);
+    a.cache.invalidate(&[Subject::Reviewer(7)]).await;
+    read(&a.cache, 1, &store).await;
+    assert_eq!(
+        a.metric(REDIS_PAGE_HITS),
+        1.0,
+        "a write to a reviewer it shows drops it"
+    );
+}
+
+#[tokio::test]
+async fn a_page_refilled_after_a_write_is_served_locally_again() {
+    let (a, b) = two_instances().await;
+    let store = Store::with_page(1, "one");
+    store.set_reviewer(7, "Ann");
+    store.set_reviewer(8, "Bob");
+    read(&a.cache, 1, &store).await;
+    // A write to the course and one to Bob; `b` puts the new skeleton in Redis. `a`'s
+    // refill takes it from there, Bob anew, and Ann from its own tier: her fragment is
+    // older than both floors and still fresh.
+    store.set_page(1, "one, edited");
+    store.set_reviewer(8, "Rob");
+    a.cache
+        .invalidate(&[Subject::Course(1), Subject::Reviewer(8)])
+        .await;
+    read(&b.cache, 1, &store).await;
+    assert_eq!(
+        read(&a.cache, 1, &store).await.as_deref(),
+        Some(r#"["one, edited","Ann","Rob"]"#)
+    );
+    assert_eq!(a.metric(REVIEWER_LOCAL_HITS), 1.0, "Ann came from the tier");
+    let redis_reads = a.metric(REDIS_PAGE_HITS) + a.metric(REDIS_PAGE_MISSES);
+    for _ in 0..3 {
+        read(&a.cache, 1, &store).await;
+    }
+    assert_eq!(
+        a.metric(LOCAL_PAGE_HITS),
+        3.0,
+        "the refilled page is not condemned by floors older than its own reads"
     );
     assert_eq!(
-        a.metric(r#"cache_hits_total{tier="local",kind="reviewer"}"#),
-        2.0
+        a.metric(REDIS_PAGE_HITS) + a.metric(REDIS_PAGE_MISSES),
+        redis_reads
     );
-    assert_eq!(a.metric(r#"cache_loads_total{kind="reviewer"}"#), 0.0);
 }
 
 #[tokio::test]
