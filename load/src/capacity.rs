@@ -2,7 +2,8 @@
 //! hold time. Rates step up by a factor until one fails, then the gap between the last
 //! that held and the first that failed is bisected down to the precision asked. Each
 //! trial is a run of its own (warm-up, then the hold), with a pause between trials so
-//! the server drains.
+//! the server drains: a longer one after a trial that failed, whose backlog (requests
+//! the clients gave up on, writes that run to their end) would else weigh on the next.
 
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ pub struct CapacityPlan {
     pub hold: Duration,
     pub warmup: Duration,
     pub pause: Duration,
+    /// The pause after a trial that failed.
+    pub pause_after_failure: Duration,
     /// A shell command run before each trial (after the pause), e.g. one that empties
     /// every cache so that each trial of a cold-read workload starts cold.
     pub before_trial: Option<String>,
@@ -54,8 +57,10 @@ pub fn find(
         let mut cfg = base.clone();
         cfg.schedule = Schedule::constant(rate, plan.warmup, plan.hold)?;
         cfg.label = format!("[{rate:.0}/s] ");
-        if !trials.is_empty() {
-            std::thread::sleep(plan.pause);
+        match trials.last() {
+            Some(previous) if previous.passed => std::thread::sleep(plan.pause),
+            Some(_) => std::thread::sleep(plan.pause_after_failure),
+            None => {}
         }
         if let Some(command) = &plan.before_trial {
             run_shell(command)?;

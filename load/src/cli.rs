@@ -131,6 +131,9 @@ pub struct Args {
     /// Capacity search: pause between trials.
     #[arg(long, default_value = "2s", value_parser = duration)]
     pub pause: Duration,
+    /// Capacity search: pause after a trial that failed, for the stack to drain.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    pub pause_after_failure: Duration,
     /// Capacity search: a shell command run before each trial (e.g. one emptying the caches).
     #[arg(long)]
     pub before_trial: Option<String>,
@@ -283,6 +286,7 @@ impl Args {
             hold: self.hold,
             warmup: self.trial_warmup,
             pause: self.pause,
+            pause_after_failure: self.pause_after_failure,
             before_trial: self.before_trial.clone(),
         });
         Ok(Prepared {

@@ -45,6 +45,8 @@ fn find_capacity_finds_the_rate_a_server_is_limited_to() {
             "200ms",
             "--pause",
             "100ms",
+            "--pause-after-failure",
+            "100ms",
             "--connections",
             "16",
         ],
@@ -102,4 +104,43 @@ fn the_before_trial_command_runs_once_before_every_trial() {
     );
     let ran = std::fs::read_to_string(&marks).unwrap().lines().count();
     assert_eq!(ran, trials, "one run of the command per trial");
+}
+
+#[test]
+fn the_search_pauses_longer_after_a_trial_that_failed() {
+    // Every trial fails (500s): the start rate, then four steps down.
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let seen = arrivals.clone();
+    let server = serve(move |_req| {
+        seen.lock().unwrap().push(Instant::now());
+        async { reply(StatusCode::INTERNAL_SERVER_ERROR, "down") }
+    });
+    let done = load(
+        &server.url,
+        &[
+            "--find-capacity",
+            "--start",
+            "200",
+            "--hold",
+            "300ms",
+            "--trial-warmup",
+            "0s",
+            "--pause",
+            "10ms",
+            "--pause-after-failure",
+            "800ms",
+        ],
+    );
+    let trials = done.result.capacity.as_ref().unwrap().trials.len();
+    assert_eq!(trials, 5, "{:#?}", done.result.capacity);
+    let arrivals = arrivals.lock().unwrap();
+    let long_gaps = arrivals
+        .windows(2)
+        .filter(|pair| pair[1] - pair[0] >= std::time::Duration::from_millis(750))
+        .count();
+    assert_eq!(
+        long_gaps,
+        trials - 1,
+        "one long pause before each later trial"
+    );
 }

@@ -237,6 +237,8 @@ fn a_capacity_search_keeps_each_failed_trials_findings() {
             "0s",
             "--pause",
             "100ms",
+            "--pause-after-failure",
+            "100ms",
         ],
     );
     let c = done.result.capacity.as_ref().unwrap();
