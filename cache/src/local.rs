@@ -1,13 +1,13 @@
 //! The in-process tier: pages ready to send and reviewer fragments in bounded moka
 //! caches, and the invalidation floors that decide whether an entry may still be served.
 //!
-//! Every entry records the sequence number current when the read that filled it began
-//! (for a page, the oldest read it was assembled from). An invalidation takes a new
-//! sequence number as the floor of its course or reviewer; an entry filled from a read
-//! that began before the floor is stale, even when it was stored after the invalidation
-//! (the slow-reader race). A page is stale when its course's floor or the floor of any
-//! reviewer it shows is above its read. Floors outlive the entries they guard, so a
-//! floor never expires while an entry it condemns could still exist.
+//! Every entry records the sequence number current when the read that filled it began.
+//! An invalidation takes a new sequence number as the floor of its course or reviewer;
+//! an entry filled from a read that began before the floor is stale, even when it was
+//! stored after the invalidation (the slow-reader race). A page is stale when its
+//! course's floor is above the read of its skeleton, or the floor of a reviewer it shows
+//! above the read of that reviewer's fragment. Floors outlive the entries they guard, so
+//! a floor never expires while an entry it condemns could still exist.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
