@@ -25,8 +25,13 @@ struct Cli {
     #[arg(long, env = "COURSER_PROXY_LOG_FILE")]
     log_file: Option<PathBuf>,
     /// Once the log file holds this many bytes it becomes `<file>.1`, replacing the
-    /// previous one, and a new file begins.
-    #[arg(long, env = "COURSER_PROXY_LOG_MAX_BYTES", default_value_t = 256 << 20)]
+    /// previous one, and a new file begins. At least 1 (0 would keep one batch of lines).
+    #[arg(
+        long,
+        env = "COURSER_PROXY_LOG_MAX_BYTES",
+        default_value_t = 256 << 20,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
     log_max_bytes: u64,
 }
 

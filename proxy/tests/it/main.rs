@@ -593,6 +593,22 @@ async fn a_bad_setting_stops_the_start_with_its_name() {
 }
 
 #[tokio::test]
+async fn a_log_file_bound_of_zero_stops_the_start_with_its_name() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_courser-proxy"))
+        .env("COURSER_PROXY_BACKENDS", "127.0.0.1:1")
+        .env(
+            "COURSER_PROXY_LOG_FILE",
+            std::env::temp_dir().join("unused.log"),
+        )
+        .env("COURSER_PROXY_LOG_MAX_BYTES", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--log-max-bytes"), "{stderr}");
+}
+
+#[tokio::test]
 async fn a_second_proxy_on_a_taken_port_refuses_to_start_and_the_first_keeps_serving() {
     let b = TestBackend::start("b0").await;
     let proxy = spawn_proxy(&[&b], "").await;
