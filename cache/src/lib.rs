@@ -89,27 +89,15 @@ pub(crate) struct Inner {
     metrics: Metrics,
 }
 
-/// The page of `skeleton` (read from `read_from`) with the reviewers of `found` (each
-/// with when its read began), and the reviewers it shows; `None` if one is missing.
-fn assemble(
-    skeleton: &Skeleton,
-    read_from: u64,
-    found: &HashMap<i64, (Bytes, u64)>,
-) -> Option<LocalPage> {
+/// The page of `skeleton` with the reviewers of `found` (each with when its read began),
+/// and the reviewers it shows; `None` if one is missing.
+fn assemble(skeleton: &Skeleton, found: &HashMap<i64, (Bytes, u64)>) -> Option<LocalPage> {
     let page = skeleton.assemble(|id| found.get(&id).map(|(json, _)| &json[..]))?;
-    let reviewers: Box<[(i64, u64)]> = skeleton
+    let reviewers = skeleton
         .reviewers()
         .filter_map(|id| found.get(&id).map(|&(_, read)| (id, read)))
         .collect();
-    let oldest_read = reviewers
-        .iter()
-        .map(|&(_, read)| read)
-        .fold(read_from, u64::min);
-    Some(LocalPage {
-        page,
-        reviewers,
-        oldest_read,
-    })
+    Some(LocalPage { page, reviewers })
 }
 
 /// Stops the background tasks (the two buses, the Postgres pinger) when the last handle to
@@ -360,7 +348,7 @@ impl Cache {
                     .map(|(id, json)| (id, (json, fetch_from))),
             );
         }
-        if let Some(page) = assemble(skeleton, read_from, &found) {
+        if let Some(page) = assemble(skeleton, &found) {
             return Ok(Some(page));
         }
         // A reviewer the skeleton names exists while their review does, so a gap means a
@@ -369,7 +357,7 @@ impl Cache {
             return Ok(None);
         };
         let found = loaded.reviewers.into_iter().map(since_read).collect();
-        Ok(assemble(&loaded.skeleton, read_from, &found))
+        Ok(assemble(&loaded.skeleton, &found))
     }
 
     async fn shared_reviewers<S: Source>(

@@ -65,13 +65,11 @@ pub(crate) struct LocalPage {
     /// kept here may be older than the page's skeleton and still fresh: judged by the
     /// skeleton's read, a course written since would condemn every refill of its page.
     pub reviewers: Box<[(i64, u64)]>,
-    /// The oldest read of the skeleton and the fragments: no floor above it, no lookup.
-    pub oldest_read: u64,
 }
 
 impl LocalPage {
     fn weight(&self) -> usize {
-        self.page.body.len() + self.page.etag.len() + self.reviewers.len() * 16 + 8
+        self.page.body.len() + self.page.etag.len() + self.reviewers.len() * 16
     }
 }
 
@@ -147,10 +145,12 @@ impl Local {
     /// its skeleton was read (`entry.read_from`), nor any reviewer it shows since their
     /// fragment was.
     pub async fn is_page_fresh(&self, course: i64, entry: &Filled<Option<LocalPage>>) -> bool {
-        let oldest_read = entry
-            .value
-            .as_ref()
-            .map_or(entry.read_from, |page| page.oldest_read);
+        let reviewers = entry.value.iter().flat_map(|page| page.reviewers.iter());
+        // No floor raised since the oldest of its reads: fresh without a lookup.
+        let oldest_read = reviewers
+            .clone()
+            .map(|&(_, read)| read)
+            .fold(entry.read_from, u64::min);
         if oldest_read >= self.latest_floor.load(Ordering::SeqCst) {
             return true;
         }
@@ -160,7 +160,7 @@ impl Local {
         {
             return false;
         }
-        for &(id, read_from) in entry.value.iter().flat_map(|page| page.reviewers.iter()) {
+        for &(id, read_from) in reviewers {
             if !self.is_fresh(Subject::Reviewer(id), read_from).await {
                 return false;
             }
