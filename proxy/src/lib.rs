@@ -9,6 +9,7 @@ pub mod admin;
 pub mod backends;
 pub mod config;
 pub mod drain;
+pub mod http1;
 pub mod listeners;
 pub mod metrics;
 pub mod pool;
@@ -180,7 +181,7 @@ pub fn build(settings: Settings, upgrade: bool) -> Result<Server, BuildError> {
     };
     let conf = server.configuration.clone();
     let public_service = |name: String| {
-        let forwarder = Forwarder::new(proxy.clone(), &conf);
+        let forwarder = Forwarder::new(proxy.clone(), conf.upstream_keepalive_pool_size);
         Service::new(name, SlowClientGuard::new(forwarder, timeouts))
     };
     if !upgrade {

@@ -1,9 +1,8 @@
 //! `application/problem+json` answers (RFC 9457) for the errors the proxy itself
-//! gives: 502 no backend, 503 saturated, 504 timeout, 429 rate limited, 413 too large.
+//! gives: 502 no backend, 503 saturated, 504 timeout, 429 rate limited, 413 too large,
+//! 400 unreadable, 431 header block too large, 408 too slow.
 
-use bytes::Bytes;
-use pingora::http::ResponseHeader;
-use pingora::protocols::http::v1::server::HttpSession;
+use crate::request_id::RequestId;
 
 /// One problem document.
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +39,10 @@ impl Problem {
             ),
             504 => ("Gateway Timeout", "the backend did not answer in time"),
             400 => ("Bad Request", "the request could not be read"),
+            431 => (
+                "Request Header Fields Too Large",
+                "the request's header block is larger than this service accepts",
+            ),
             405 => (
                 "Method Not Allowed",
                 "the proxy does not tunnel CONNECT requests",
@@ -55,43 +58,35 @@ impl Problem {
         }
     }
 
-    fn body(&self) -> Bytes {
-        let doc = serde_json::json!({
+    /// The whole answer, head and body, appended to `out`, closing the connection when
+    /// `close`.
+    pub fn render(&self, request_id: Option<&RequestId>, close: bool, out: &mut Vec<u8>) {
+        let body = serde_json::json!({
             "type": "about:blank",
             "title": self.title,
             "status": self.status,
             "detail": self.detail,
-        });
-        Bytes::from(doc.to_string())
-    }
-
-    /// Writes the whole answer, and closes the connection except after a 429 to a request
-    /// without a body: that refusal comes before anything reached a backend and leaves
-    /// nothing unread, and keeping the connection spares a limited client (and the proxy)
-    /// a new connection for each of its next requests. After a backend failure the
-    /// session may be in any state, and a body may be left unread.
-    pub async fn send(
-        &self,
-        session: &mut HttpSession,
-        request_id: Option<&http::HeaderValue>,
-    ) -> pingora::Result<()> {
-        let body = self.body();
-        let mut header = ResponseHeader::build(self.status, Some(5))?;
-        header.insert_header("content-type", "application/problem+json")?;
-        header.insert_header("content-length", body.len().to_string())?;
-        if !(self.status == 429 && session.is_body_empty()) {
-            header.insert_header("connection", "close")?;
-            session.set_server_keepalive(None);
-        }
+        })
+        .to_string();
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\n",
+            self.status,
+            self.title,
+            body.len()
+        );
+        head.push_str(crate::proxy::connection_header(close));
         if let Some(secs) = self.retry_after {
-            header.insert_header("retry-after", secs.to_string())?;
+            head.push_str(&format!("retry-after: {secs}\r\n"));
         }
         if let Some(id) = request_id {
-            header.insert_header(crate::request_id::HEADER, id.clone())?;
+            head.push_str(&format!(
+                "{}: {}\r\n",
+                crate::request_id::HEADER,
+                id.as_str()
+            ));
         }
-        session.write_response_header(Box::new(header)).await?;
-        session.write_body(&body).await?;
-        session.finish_body().await?;
-        Ok(())
+        head.push_str("\r\n");
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(body.as_bytes());
     }
 }

@@ -1,20 +1,22 @@
 //! The request path: one task per client connection reads each HTTP/1 request, checks
-//! it, sends it to a backend and writes the answer back, in that order, on Pingora's
-//! HTTP/1 codec, with idle upstream connections kept in [`crate::pool`].
+//! it, sends it to a backend and writes the answer back, in that order, with the
+//! proxy's own HTTP/1 codec ([`crate::http1`]) and idle upstream connections kept in
+//! [`crate::pool`].
 //!
 //! Pingora's own proxy (`pingora-proxy`) runs every request as two tasks joined by two
 //! channels and a `select!`, through cache, compression and module hooks this proxy does
-//! not use; in P1 that cost about four times nginx's user CPU per request. A request to
-//! an api instance is a header, a small body and an answer, so here they are done one
-//! after the other: the request body is sent whole before the answer is read, as the
-//! api reads it whole before answering.
+//! not use, and its HTTP/1 sessions rebuild every head as header maps; in P1 that cost
+//! about four times nginx's user CPU per request. A request to an api instance is a
+//! header, a small body and an answer, so here they are done one after the other: the
+//! request body is sent whole before the answer is read, as the api reads it whole
+//! before answering.
 //!
-//! In order: rate limit, body limit and request id ([`CourserProxy::admit`]); backend
-//! choice with health, ejection, the per-backend cap and the backends already tried
-//! ([`CourserProxy::choose`]); the upstream request with `X-Forwarded-For` and without
-//! hop-by-hop headers ([`upstream_request`]); passive health from the answer; retry
-//! decisions ([`CourserProxy::retry_after`]); problem+json for the proxy's own errors;
-//! and metrics plus the access-log line ([`CourserProxy::log`]).
+//! In order: framing checks, request id, rate limit and body limit
+//! ([`CourserProxy::admit`]); backend choice with health, ejection, the per-backend cap
+//! and the backends already tried ([`CourserProxy::choose`]); the upstream request with
+//! `X-Forwarded-For` and without hop-by-hop headers ([`upstream_head`]); passive health
+//! from the answer; retry decisions ([`CourserProxy::retry_after`]); problem+json for
+//! the proxy's own errors; and metrics plus the access-log line ([`CourserProxy::log`]).
 //!
 //! Retry policy: a failed connect sent nothing, so any method goes to the next backend.
 //! A GET or HEAD without a body whose connection broke before the first response byte
@@ -23,6 +25,7 @@
 //! reached a backend.
 
 use std::cell::Cell;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
 use std::sync::Arc;
@@ -30,28 +33,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use http::{HeaderValue, StatusCode, Version, header};
+use bytes::BytesMut;
 use pingora::ErrorType::{self, HTTPStatus};
-use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
-use pingora::http::{Method, RequestHeader};
+use pingora::apps::ServerApp;
 use pingora::lb::LoadBalancer;
-use pingora::prelude::HttpPeer;
-use pingora::protocols::http::ServerSession;
-use pingora::protocols::http::v1::client::HttpSession as UpstreamSession;
-use pingora::protocols::http::v1::common::is_expect_continue_req;
-use pingora::protocols::http::v1::server::HttpSession as ClientSession;
+use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
-use pingora::server::configuration::ServerConf;
 use pingora::{Error, ErrorSource};
 use tokio::sync::Notify;
 
 use crate::backends::{BackendState, InFlight, Registry, now_ms};
 use crate::drain::Draining;
+use crate::http1::{self, CopyError, Framing, Head, ReadError};
 use crate::metrics::{Metrics, RetryReason};
-use crate::pool::Pool;
+use crate::pool::{Pool, Upstream};
 use crate::problem::Problem;
 use crate::rate_limit::RateLimiter;
-use crate::request_id;
+use crate::request_id::{self, RequestId};
 use crate::selection::CourserSelection;
 
 /// How far along the Ketama ring (or the list) a choice may look.
@@ -107,7 +105,7 @@ impl std::fmt::Debug for CourserProxy {
 #[derive(Debug)]
 pub struct RequestCtx {
     start: Instant,
-    request_id: Option<HeaderValue>,
+    request_id: Option<RequestId>,
     client_ip: Option<IpAddr>,
     /// The current attempt's backend; dropping it ends the attempt.
     attempt: Option<InFlight>,
@@ -116,8 +114,13 @@ pub struct RequestCtx {
     /// Backends that failed this request (allocated only on a retry).
     tried: Vec<SocketAddr>,
     timeout_retried: bool,
-    response_started: bool,
-    body_bytes: u64,
+    /// The status written to the client, once an answer was started.
+    status: Option<u16>,
+    /// Whether the request has a body (which is not kept to send again).
+    has_body: bool,
+    continue_sent: bool,
+    /// Whether the client connection may carry another request after this one.
+    keep_alive: bool,
 }
 
 /// The course id of `/course/{id}/...` and `/rating/{id}`: the consistent-hash key.
@@ -132,8 +135,8 @@ pub fn course_key(path: &str) -> &[u8] {
     }
 }
 
-fn is_retriable_method(method: &Method) -> bool {
-    method == Method::GET || method == Method::HEAD
+fn is_retriable_method(method: &str) -> bool {
+    method == "GET" || method == "HEAD"
 }
 
 impl CourserProxy {
@@ -193,33 +196,29 @@ impl CourserProxy {
 }
 
 impl RequestCtx {
-    fn new() -> Self {
+    fn new(client_ip: Option<IpAddr>) -> Self {
         let now = Instant::now();
         Self {
             start: now,
             request_id: None,
-            client_ip: None,
+            client_ip,
             attempt: None,
             attempt_started: now,
             tried: Vec::new(),
             timeout_retried: false,
-            response_started: false,
-            body_bytes: 0,
+            status: None,
+            has_body: false,
+            continue_sent: false,
+            keep_alive: false,
         }
     }
 }
 
-/// Whether [`CourserProxy::admit`] let the request through or answered it itself.
-#[derive(Debug)]
-enum Admission {
-    Admitted,
-    Answered,
-}
-
 /// Request headers that describe one connection, not the request (RFC 9110 §7.6.1, and
-/// the older `Keep-Alive` and `Proxy-Connection`), and `Expect`, which the proxy answers
-/// itself. Transfer-Encoding stays: it frames the body.
-const HOP_BY_HOP: [&str; 8] = [
+/// the older `Keep-Alive` and `Proxy-Connection`), `Expect`, which the proxy answers
+/// itself, and `X-Forwarded-For` and the request id, which it writes anew.
+/// Transfer-Encoding stays: it frames the body, which is passed on as it is.
+const REQUEST_DROPS: [&str; 10] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -228,89 +227,190 @@ const HOP_BY_HOP: [&str; 8] = [
     "trailer",
     "upgrade",
     "expect",
+    "x-forwarded-for",
+    request_id::HEADER,
 ];
 
-/// The request to send upstream: the client's, as HTTP/1.1, without hop-by-hop headers
-/// (those the client's `Connection` names too), with the client's address appended to
+/// Answer headers that describe the backend's connection, and the request id, which the
+/// proxy writes itself.
+const RESPONSE_DROPS: [&str; 3] = ["connection", "keep-alive", request_id::HEADER];
+
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The request to send upstream, appended to `out`: the client's, without hop-by-hop
+/// headers (those the client's `Connection` names too), with the request's id (the
+/// client's when it was valid), and with the client's address appended to
 /// `X-Forwarded-For`.
-fn upstream_request(
-    client: &RequestHeader,
-    client_ip: Option<IpAddr>,
-) -> pingora::Result<Box<RequestHeader>> {
-    let mut req = Box::new(client.clone());
-    req.set_version(Version::HTTP_11);
-    if let Some(nominated) = client.headers.get(header::CONNECTION) {
-        for name in String::from_utf8_lossy(nominated.as_bytes()).split(',') {
-            req.remove_header(name.trim());
+fn upstream_head(
+    req: &Head,
+    request_id: Option<&RequestId>,
+    client_ip: Option<&str>,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(req.method().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(req.target().as_bytes());
+    out.extend_from_slice(if req.minor == 0 {
+        b" HTTP/1.0\r\n"
+    } else {
+        b" HTTP/1.1\r\n"
+    });
+    let mut forwarded_for: Vec<&[u8]> = Vec::new();
+    for (name, value) in req.headers() {
+        if name.eq_ignore_ascii_case("x-forwarded-for") {
+            forwarded_for.push(value);
         }
+        if REQUEST_DROPS.iter().any(|d| name.eq_ignore_ascii_case(d))
+            || req.has_token("connection", name)
+        {
+            continue;
+        }
+        push_header(out, name.as_bytes(), value);
     }
-    for name in HOP_BY_HOP {
-        req.remove_header(name);
+    if let Some(id) = request_id {
+        push_header(out, request_id::HEADER.as_bytes(), id.as_bytes());
     }
     if let Some(ip) = client_ip {
-        let xff = match client.headers.get("x-forwarded-for") {
-            Some(prev) => format!("{}, {ip}", String::from_utf8_lossy(prev.as_bytes())),
-            None => ip.to_string(),
-        };
-        req.insert_header("x-forwarded-for", xff)?;
+        out.extend_from_slice(b"x-forwarded-for: ");
+        for prev in forwarded_for {
+            out.extend_from_slice(prev);
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(ip.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
-    Ok(req)
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The backend's answer head for the client, appended to `out`: its status and headers,
+/// without the backend's connection headers, with the request id, and with a
+/// `Connection` header saying whether the proxy keeps the client's connection.
+fn client_head(resp: &Head, request_id: Option<&RequestId>, close: bool, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(resp.status().to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(resp.reason().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in resp.headers() {
+        if !RESPONSE_DROPS.iter().any(|d| name.eq_ignore_ascii_case(d)) {
+            push_header(out, name.as_bytes(), value);
+        }
+    }
+    if let Some(id) = request_id {
+        push_header(out, request_id::HEADER.as_bytes(), id.as_bytes());
+    }
+    out.extend_from_slice(connection_header(close).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The `Connection` line of an answer: HTTP/1.0 clients need `keep-alive` spelled out.
+pub fn connection_header(close: bool) -> &'static str {
+    if close {
+        "connection: close\r\n"
+    } else {
+        "connection: keep-alive\r\n"
+    }
+}
+
+/// The error for a failed read; `side` says whose.
+fn read_failure(e: ReadError, side: ErrorSource) -> Box<Error> {
+    let e = match e {
+        ReadError::Io(e) => {
+            let etype = match e.kind() {
+                io::ErrorKind::TimedOut => ErrorType::ReadTimedout,
+                io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted => ErrorType::ConnectionClosed,
+                _ => ErrorType::ReadError,
+            };
+            Error::because(etype, "reading", e)
+        }
+        ReadError::Malformed(what) => Error::explain(ErrorType::InvalidHTTPHeader, what),
+        ReadError::TooLarge => Error::explain(HTTPStatus(431), "header block too large"),
+    };
+    with_side(e, side)
+}
+
+/// The error for a failed write; `side` says whose.
+fn write_failure(e: io::Error, side: ErrorSource) -> Box<Error> {
+    let etype = match e.kind() {
+        io::ErrorKind::TimedOut => ErrorType::WriteTimedout,
+        _ => ErrorType::WriteError,
+    };
+    with_side(Error::because(etype, "writing", e), side)
+}
+
+fn with_side(e: Box<Error>, side: ErrorSource) -> Box<Error> {
+    match side {
+        ErrorSource::Upstream => e.into_up(),
+        _ => e.into_down(),
+    }
+}
+
+/// A client connection: its stream, the bytes read from it but not yet used, and a
+/// buffer for what is written to it.
+struct Client {
+    stream: Stream,
+    buf: BytesMut,
+    out: Vec<u8>,
+    ip: Option<IpAddr>,
+    /// `ip` as text, for `X-Forwarded-For`: formatted once per connection.
+    ip_text: Option<String>,
 }
 
 impl CourserProxy {
-    /// Rate limit, body limit (by declared length) and request id. Answers the request
-    /// itself when it may not pass.
+    /// Request id, rate limit and body limit (by declared length). Answers the request
+    /// itself when it may not pass, and returns `false` then.
     async fn admit(
         &self,
-        client: &mut ClientSession,
+        client: &mut Client,
+        req: &Head,
+        framing: Framing,
         ctx: &mut RequestCtx,
-    ) -> pingora::Result<Admission> {
-        ctx.client_ip = client
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        let id = match client.get_header(request_id::HEADER) {
-            Some(v) if request_id::is_valid(v.as_bytes()) => v.clone(),
-            _ => {
-                let id = request_id::generate();
-                client
-                    .req_header_mut()
-                    .insert_header(request_id::HEADER, id.clone())?;
-                id
-            }
-        };
-        ctx.request_id = Some(id);
-        client.set_read_timeout(Some(self.policy.body_read_timeout));
-
+    ) -> pingora::Result<bool> {
+        ctx.request_id = Some(
+            req.header(request_id::HEADER)
+                .and_then(RequestId::from_client)
+                .unwrap_or_else(RequestId::generate),
+        );
         if let Some(ip) = ctx.client_ip
             && let Err(wait) = self.limiter.check(ip, Instant::now())
         {
             self.metrics.rate_limited.inc();
             let mut problem = Problem::for_status(429);
             problem.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
-            problem.send(client, ctx.request_id.as_ref()).await?;
-            return Ok(Admission::Answered);
+            // The refusal leaves nothing unread when there is no body, and keeping the
+            // connection spares a limited client (and the proxy) a new one per request.
+            ctx.keep_alive = ctx.keep_alive && framing == Framing::Empty;
+            self.answer(client, &problem, ctx).await?;
+            return Ok(false);
         }
-
-        let declared = client
-            .get_header(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > self.policy.body_limit) {
-            Problem::for_status(413)
-                .send(client, ctx.request_id.as_ref())
-                .await?;
-            return Ok(Admission::Answered);
+        if let Framing::Length(len) = framing
+            && len > self.policy.body_limit
+        {
+            return Error::e_explain(HTTPStatus(413), "declared body over the limit");
         }
-        Ok(Admission::Admitted)
+        Ok(true)
     }
 
-    fn peer(&self, state: &BackendState) -> HttpPeer {
-        let mut peer = HttpPeer::new(state.addr, false, String::new());
-        peer.options.connection_timeout = Some(self.policy.connect_timeout);
-        peer.options.read_timeout = Some(self.policy.read_timeout);
-        peer.options.write_timeout = Some(self.policy.write_timeout);
-        peer
+    /// Writes the proxy's own answer.
+    async fn answer(
+        &self,
+        client: &mut Client,
+        problem: &Problem,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        client.out.clear();
+        problem.render(ctx.request_id.as_ref(), !ctx.keep_alive, &mut client.out);
+        ctx.status = Some(problem.status);
+        http1::write_all(&mut client.stream, &client.out, self.policy.write_timeout)
+            .await
+            .map_err(|e| write_failure(e, ErrorSource::Downstream))
     }
 
     /// Sends the admitted request to a backend, and to the next one while the retry
@@ -318,15 +418,17 @@ impl CourserProxy {
     async fn forward(
         &self,
         pool: &Pool,
-        client: &mut ClientSession,
+        client: &mut Client,
+        req: &Head,
+        framing: Framing,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         loop {
-            let state = self.choose(course_key(client.req_header().uri.path()), ctx)?;
-            let peer = self.peer(&state);
+            let state = self.choose(course_key(req.path()), ctx)?;
+            let addr = state.addr;
             ctx.attempt = Some(state.start());
             ctx.attempt_started = Instant::now();
-            let mut upstream = match pool.session(&peer).await {
+            let mut upstream = match pool.connection(addr, self.policy.connect_timeout).await {
                 Ok(upstream) => upstream,
                 Err(e) => {
                     if let Some(attempt) = self.end_attempt(ctx) {
@@ -337,87 +439,129 @@ impl CourserProxy {
                         self.metrics.retry(RetryReason::Connect);
                         continue;
                     }
-                    return Err(e.into_up());
+                    return Err(Error::because(ErrorType::ConnectError, "connecting", e).into_up());
                 }
             };
-            match self.exchange(client, &mut upstream, ctx).await {
-                Ok(()) => {
-                    pool.release(upstream, &peer).await;
+            match self
+                .exchange(client, &mut upstream, req, framing, ctx)
+                .await
+            {
+                Ok(reusable) => {
+                    if reusable {
+                        pool.release(upstream, addr);
+                    }
                     return Ok(());
                 }
-                Err(e) if self.retry_after(&e, client.req_header(), ctx) => {}
+                Err(e) if self.retry_after(&e, req.method(), ctx) => {}
                 Err(e) => return Err(e),
             }
         }
     }
 
     /// One attempt: the request to `upstream`, its answer to `client`. Errors carry
-    /// their side (upstream or downstream) for the retry policy and the status.
+    /// their side (upstream or downstream) for the retry policy and the status. Returns
+    /// whether the upstream connection may be kept.
     async fn exchange(
         &self,
-        client: &mut ClientSession,
-        upstream: &mut UpstreamSession,
+        client: &mut Client,
+        upstream: &mut Upstream,
+        req: &Head,
+        framing: Framing,
         ctx: &mut RequestCtx,
-    ) -> pingora::Result<()> {
-        let req = upstream_request(client.req_header(), ctx.client_ip)?;
-        upstream
-            .write_request_header(req)
+    ) -> pingora::Result<bool> {
+        use ErrorSource::{Downstream, Upstream as Up};
+        let policy = &self.policy;
+        client.out.clear();
+        upstream_head(
+            req,
+            ctx.request_id.as_ref(),
+            client.ip_text.as_deref(),
+            &mut client.out,
+        );
+        ctx.has_body = framing != Framing::Empty;
+        // The api reads the whole body before answering, so the proxy answers
+        // `Expect: 100-continue` itself and sends the body as it arrives.
+        if ctx.has_body
+            && !ctx.continue_sent
+            && client.buf.is_empty()
+            && req.has_token("expect", "100-continue")
+        {
+            ctx.continue_sent = true;
+            http1::write_all(
+                &mut client.stream,
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+                policy.write_timeout,
+            )
             .await
-            .map_err(Error::into_up)?;
-        if !client.is_body_done() {
-            // The api reads the whole body before answering, so the proxy answers
-            // `Expect: 100-continue` itself and sends the body as it arrives.
-            if is_expect_continue_req(client.req_header()) {
-                client
-                    .write_continue_response()
-                    .await
-                    .map_err(Error::into_down)?;
-            }
-            while let Some(chunk) = client.read_body_bytes().await.map_err(Error::into_down)? {
-                ctx.body_bytes += chunk.len() as u64;
-                if ctx.body_bytes > self.policy.body_limit {
-                    return Error::e_explain(HTTPStatus(413), "request body over the limit");
-                }
-                upstream.write_body(&chunk).await.map_err(Error::into_up)?;
-            }
+            .map_err(|e| write_failure(e, Downstream))?;
         }
-        upstream.finish_body().await.map_err(Error::into_up)?;
+        http1::copy_body(
+            &mut client.stream,
+            &mut client.buf,
+            framing,
+            &mut upstream.stream,
+            &mut client.out,
+            policy.body_read_timeout,
+            policy.write_timeout,
+            policy.body_limit,
+        )
+        .await
+        .map_err(|e| match e {
+            CopyError::Read(e) => read_failure(e, Downstream),
+            CopyError::Write(e) => write_failure(e, Up),
+            CopyError::OverLimit => Error::explain(HTTPStatus(413), "request body over the limit"),
+        })?;
 
         // Informational answers (100 Continue to the `Expect` the proxy removed) are
-        // skipped; `read_response` then reads the next header.
-        let mut answer = loop {
-            upstream.read_response().await.map_err(Error::into_up)?;
-            match upstream.resp_header() {
-                Some(header) if header.status.is_informational() => {}
-                Some(header) => break Box::new(header.clone()),
-                None => {
-                    return Error::e_explain(ErrorType::InvalidHTTPHeader, "no response header")
+        // skipped; the next head is the answer.
+        let answer = loop {
+            let head =
+                http1::read_response(&mut upstream.stream, &mut upstream.buf, policy.read_timeout)
+                    .await
+                    .map_err(|e| read_failure(e, Up))?;
+            match head.status() {
+                101 => {
+                    return Error::e_explain(ErrorType::InvalidHTTPHeader, "upgrade not asked for")
                         .map_err(Error::into_up);
                 }
+                100..=199 => {}
+                _ => break head,
             }
         };
-        ctx.response_started = true;
-        self.note_answer(answer.status, ctx);
-        if let Some(id) = &ctx.request_id {
-            answer.insert_header(request_id::HEADER, id.clone())?;
-        }
-        if self.draining.get() {
-            // Tell the client to reconnect (to the new process, on an upgrade).
-            client.set_server_keepalive(None);
-        }
-        client
-            .write_response_header(answer)
-            .await
-            .map_err(Error::into_down)?;
-        while let Some(chunk) = upstream.read_body_ref().await.map_err(Error::into_up)? {
-            client.write_body(chunk).await.map_err(Error::into_down)?;
-        }
-        client.finish_body().await.map_err(Error::into_down)?;
-        Ok(())
+        ctx.status = Some(answer.status());
+        self.note_answer(answer.status(), ctx);
+        let answer_framing = answer
+            .response_framing(req.method())
+            .map_err(|e| read_failure(e, Up))?;
+        ctx.keep_alive = ctx.keep_alive && answer_framing != Framing::UntilClose;
+        client.out.clear();
+        client_head(
+            &answer,
+            ctx.request_id.as_ref(),
+            !ctx.keep_alive,
+            &mut client.out,
+        );
+        http1::copy_body(
+            &mut upstream.stream,
+            &mut upstream.buf,
+            answer_framing,
+            &mut client.stream,
+            &mut client.out,
+            policy.read_timeout,
+            policy.write_timeout,
+            u64::MAX,
+        )
+        .await
+        .map_err(|e| match e {
+            CopyError::Read(e) => read_failure(e, Up),
+            CopyError::Write(e) => write_failure(e, Downstream),
+            CopyError::OverLimit => Error::explain(ErrorType::InternalError, "no limit"),
+        })?;
+        Ok(answer.keep_alive() && answer_framing != Framing::UntilClose)
     }
 
     /// Passive health and the upstream latency, from the status of a backend's answer.
-    fn note_answer(&self, status: StatusCode, ctx: &RequestCtx) {
+    fn note_answer(&self, status: u16, ctx: &RequestCtx) {
         let Some(attempt) = &ctx.attempt else {
             return;
         };
@@ -429,15 +573,15 @@ impl CourserProxy {
         // A 503 is a live instance shedding load or reporting a database every
         // instance shares: ejecting it would only pile its share onto the others.
         match status {
-            StatusCode::SERVICE_UNAVAILABLE => {}
-            status if status.is_server_error() => self.registry.record_server_error(backend),
+            503 => {}
+            500..=599 => self.registry.record_server_error(backend),
             _ => self.registry.record_success(backend),
         }
     }
 
     /// Whether an attempt that failed with `e` is tried again on another backend; counts
     /// the failure against the backend and the retry in the metrics.
-    fn retry_after(&self, e: &Error, req: &RequestHeader, ctx: &mut RequestCtx) -> bool {
+    fn retry_after(&self, e: &Error, method: &str, ctx: &mut RequestCtx) -> bool {
         let upstream = *e.esource() == ErrorSource::Upstream;
         let timeout = matches!(
             e.etype(),
@@ -454,10 +598,10 @@ impl CourserProxy {
             self.registry.record_server_error(attempt.backend());
         }
         let eligible = upstream
-            && !ctx.response_started
-            && is_retriable_method(&req.method)
+            && ctx.status.is_none()
+            && is_retriable_method(method)
             // Nothing of a body is kept to send again.
-            && ctx.body_bytes == 0
+            && !ctx.has_body
             && self.can_try_another(ctx);
         let retry = eligible && (broken || (timeout && !ctx.timeout_retried));
         if retry {
@@ -488,23 +632,21 @@ impl CourserProxy {
     }
 
     /// Answers a failed request with a problem, unless an answer was already started.
-    async fn fail(&self, client: &mut ClientSession, e: &Error, ctx: &RequestCtx) {
+    /// The connection is closed after it: a body may be left unread.
+    async fn fail(&self, client: &mut Client, e: &Error, ctx: &mut RequestCtx) {
+        ctx.keep_alive = false;
         let code = Self::failure_status(e);
         if code > 0
-            && client
-                .response_written()
-                .is_none_or(|r| r.status.is_informational())
-            && let Err(err) = Problem::for_status(code)
-                .send(client, ctx.request_id.as_ref())
-                .await
+            && ctx.status.is_none()
+            && let Err(err) = self.answer(client, &Problem::for_status(code), ctx).await
         {
             tracing::debug!(error = %err, "could not send the error answer");
         }
     }
 
     /// Metrics and the access-log line of a finished request.
-    fn log(&self, client: &ClientSession, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = client.response_written().map_or(0, |r| r.status.as_u16());
+    fn log(&self, req: &Head, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = ctx.status.unwrap_or(0);
         let elapsed = ctx.start.elapsed();
         self.metrics.duration.observe(elapsed.as_secs_f64());
         let attempt = ctx.attempt.take();
@@ -513,19 +655,14 @@ impl CourserProxy {
             None => self.metrics.own.observe(status),
         }
         if self.policy.access_log {
-            let req = client.req_header();
             tracing::info!(
                 target: "access",
-                method = req.method.as_str(),
-                path = req.uri.path(),
+                method = req.method(),
+                path = req.path(),
                 status,
                 backend = attempt.as_ref().map_or("-", |a| &a.backend().label),
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
-                request_id = ctx
-                    .request_id
-                    .as_ref()
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-"),
+                request_id = ctx.request_id.as_ref().map_or("-", RequestId::as_str),
                 client_ip = ctx.client_ip.map(tracing::field::display),
                 retries = ctx.tried.len(),
                 error = e.map(tracing::field::display),
@@ -556,14 +693,9 @@ impl std::fmt::Debug for Forwarder {
 }
 
 impl Forwarder {
-    /// `proxy` with a pool keeping `upstream_keepalive_pool_size` idle connections per
-    /// backend.
-    pub fn new(proxy: CourserProxy, conf: &ServerConf) -> Self {
-        let pool = Pool::new(
-            conf,
-            conf.upstream_keepalive_pool_size,
-            proxy.policy.idle_timeout,
-        );
+    /// `proxy` with a pool keeping `pool_size` idle connections per backend.
+    pub fn new(proxy: CourserProxy, pool_size: usize) -> Self {
+        let pool = Pool::new(pool_size, proxy.policy.idle_timeout);
         Self {
             proxy,
             pool,
@@ -572,9 +704,9 @@ impl Forwarder {
         }
     }
 
-    /// The next request's header, or `None` when the connection ends (closed, timed out,
+    /// The next request's head, or `None` when the connection ends (closed, timed out,
     /// unreadable, or the proxy is shutting down) before one arrives.
-    async fn read_request(&self, client: &mut ClientSession) -> Option<()> {
+    async fn read_request(&self, client: &mut Client) -> Option<Head> {
         let mut closed = pin!(self.closed.notified());
         closed.as_mut().enable();
         if self.closing.load(Ordering::Acquire) {
@@ -582,76 +714,94 @@ impl Forwarder {
         }
         let read = tokio::select! {
             biased;
-            read = client.read_request() => read,
+            read = http1::read_request(&mut client.stream, &mut client.buf) => read,
             () = closed => return None,
         };
-        match read {
-            Ok(Some(_)) => Some(()),
-            Ok(None) => None,
-            Err(e) => {
-                if *e.etype() == ErrorType::InvalidHTTPHeader {
-                    let problem = Problem::for_status(400);
-                    if let Err(err) = problem.send(client, None).await {
-                        tracing::debug!(error = %err, "could not send the error answer");
-                    }
-                }
+        let status = match read {
+            Ok(head) => return head,
+            Err(ReadError::Io(e)) => {
                 tracing::debug!(error = %e, "no request read");
-                None
+                return None;
             }
+            Err(ReadError::Malformed(_)) => 400,
+            Err(ReadError::TooLarge) => 431,
+        };
+        let mut ctx = RequestCtx::new(client.ip);
+        if let Err(err) = self
+            .proxy
+            .answer(client, &Problem::for_status(status), &mut ctx)
+            .await
+        {
+            tracing::debug!(error = %err, "could not send the error answer");
         }
+        None
+    }
+
+    /// Serves one request; returns whether the connection may carry another.
+    async fn serve(&self, client: &mut Client, req: &Head, shutdown: &ShutdownWatch) -> bool {
+        let proxy = &self.proxy;
+        let mut ctx = RequestCtx::new(client.ip);
+        ctx.keep_alive = req.keep_alive() && !*shutdown.borrow() && !proxy.draining.get();
+        let outcome = async {
+            if req.method() == "CONNECT" {
+                return Error::e_explain(HTTPStatus(405), "CONNECT is not proxied");
+            }
+            let framing = req
+                .request_framing()
+                .map_err(|e| read_failure(e, ErrorSource::Downstream))?;
+            if proxy.admit(client, req, framing, &mut ctx).await? {
+                proxy
+                    .forward(&self.pool, client, req, framing, &mut ctx)
+                    .await?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = &outcome {
+            proxy.fail(client, e, &mut ctx).await;
+        }
+        proxy.log(req, outcome.as_ref().err().map(|e| &**e), &mut ctx);
+        ctx.keep_alive
     }
 }
 
 #[async_trait]
-impl HttpServerApp for Forwarder {
-    async fn process_new_http(
+impl ServerApp for Forwarder {
+    async fn process_new(
         self: &Arc<Self>,
-        session: ServerSession,
+        stream: Stream,
         shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
-        // Only HTTP/1 is served: no TLS, no h2c.
-        let ServerSession::H1(mut client) = session else {
-            return None;
+    ) -> Option<Stream> {
+        let ip = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let mut client = Client {
+            stream,
+            buf: BytesMut::new(),
+            out: Vec::new(),
+            ip,
+            ip_text: ip.map(|ip| ip.to_string()),
         };
-        self.read_request(&mut client).await?;
-        if *shutdown.borrow() {
-            client.set_server_keepalive(None);
-        }
-        let proxy = &self.proxy;
-        let mut ctx = RequestCtx::new();
-        let outcome = if client.req_header().method == Method::CONNECT {
-            Error::e_explain(HTTPStatus(405), "CONNECT is not proxied")
-        } else {
-            match proxy.admit(&mut client, &mut ctx).await {
-                Ok(Admission::Admitted) => proxy.forward(&self.pool, &mut client, &mut ctx).await,
-                Ok(Admission::Answered) => Ok(()),
-                Err(e) => Err(e),
+        while let Some(req) = self.read_request(&mut client).await {
+            if !self.serve(&mut client, &req, shutdown).await {
+                break;
             }
-        };
-        if let Err(e) = &outcome {
-            proxy.fail(&mut client, e, &ctx).await;
         }
-        proxy.log(&client, outcome.as_ref().err().map(|e| &**e), &mut ctx);
-        if outcome.is_err() {
-            client.shutdown().await;
-            return None;
-        }
-        let session = ServerSession::H1(client);
-        let settings = HttpPersistentSettings::for_session(&session);
-        let reusable = session.finish().await.ok().flatten()?;
-        Some(ReusedHttpStream::from_reusable_stream(reusable, settings))
+        client.stream.shutdown().await;
+        None
     }
 
-    async fn http_cleanup(&self) {
+    async fn cleanup(&self) {
         self.closing.store(true, Ordering::Release);
         self.closed.notify_waiters();
     }
 }
 #[cfg(test)]
 mod tests {
-    use pingora::http::RequestHeader;
+    use bytes::BytesMut;
 
-    use super::{course_key, upstream_request};
+    use super::{course_key, upstream_head};
+    use crate::http1;
 
     #[test]
     fn the_course_id_is_the_key_of_course_and_rating_paths() {
@@ -662,27 +812,33 @@ mod tests {
         assert_eq!(course_key("/course/"), b"");
     }
 
-    #[test]
-    fn hop_by_hop_headers_and_those_connection_names_stay_behind() {
-        let mut req = RequestHeader::build("POST", b"/review", None).unwrap();
-        for (name, value) in [
-            ("host", "courser"),
-            ("connection", "keep-alive, x-secret"),
-            ("x-secret", "1"),
-            ("keep-alive", "timeout=5"),
-            ("expect", "100-continue"),
-            ("upgrade", "websocket"),
-            ("content-length", "2"),
-            ("x-forwarded-for", "10.0.0.1"),
-        ] {
-            req.append_header(name, value).unwrap();
-        }
-        let upstream = upstream_request(&req, Some("127.0.0.1".parse().unwrap())).unwrap();
+    #[tokio::test]
+    async fn hop_by_hop_headers_and_those_connection_names_stay_behind() {
+        let mut raw: &[u8] = b"POST /review HTTP/1.1\r\nhost: courser\r\n\
+            connection: keep-alive, x-secret\r\nx-secret: 1\r\nkeep-alive: timeout=5\r\n\
+            expect: 100-continue\r\nupgrade: websocket\r\ncontent-length: 2\r\n\
+            x-forwarded-for: 10.0.0.1\r\n\r\n";
+        let mut buf = BytesMut::new();
+        let req = http1::read_request(&mut raw, &mut buf)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut out = Vec::new();
+        upstream_head(&req, None, Some("127.0.0.1"), &mut out);
+        let sent = String::from_utf8(out).unwrap().to_ascii_lowercase();
         for gone in ["connection", "x-secret", "keep-alive", "expect", "upgrade"] {
-            assert!(upstream.headers.get(gone).is_none(), "{gone} was forwarded");
+            assert!(
+                !sent.contains(&format!("{gone}:")),
+                "{gone} was forwarded: {sent}"
+            );
         }
-        assert_eq!(upstream.headers["host"], "courser");
-        assert_eq!(upstream.headers["content-length"], "2");
-        assert_eq!(upstream.headers["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        assert!(sent.starts_with("post /review http/1.1\r\n"), "{sent}");
+        assert!(sent.contains("host: courser\r\n"), "{sent}");
+        assert!(sent.contains("content-length: 2\r\n"), "{sent}");
+        assert!(
+            sent.contains("x-forwarded-for: 10.0.0.1, 127.0.0.1\r\n"),
+            "{sent}"
+        );
+        assert!(sent.ends_with("\r\n\r\n"), "{sent}");
     }
 }

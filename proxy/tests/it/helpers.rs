@@ -220,6 +220,16 @@ pub async fn spawn_proxy_with_env(
     extra: &str,
     env: &[(&str, &str)],
 ) -> TestProxy {
+    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+    spawn_proxy_on(&addrs, extra, env).await
+}
+
+/// [`spawn_proxy_with_env`] in front of backends given by address.
+pub async fn spawn_proxy_on(
+    backends: &[SocketAddr],
+    extra: &str,
+    env: &[(&str, &str)],
+) -> TestProxy {
     let addr = free_addr();
     let metrics_addr = free_addr();
     let dir = std::env::temp_dir().join(format!(
@@ -236,7 +246,7 @@ pub async fn spawn_proxy_with_env(
     );
     let mut file = std::fs::File::create(&config_path).unwrap();
     file.write_all(config.as_bytes()).unwrap();
-    write_backends(&config_path, backends);
+    write_backend_addrs(&config_path, backends);
 
     let child = proxy_command(&config_path)
         .envs(env.iter().copied())
@@ -284,13 +294,18 @@ fn proxy_command(config_path: &PathBuf) -> Command {
 
 /// Rewrites the `backends` line of a config file.
 pub fn write_backends(path: &PathBuf, backends: &[&TestBackend]) {
+    let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
+    write_backend_addrs(path, &addrs);
+}
+
+fn write_backend_addrs(path: &PathBuf, backends: &[SocketAddr]) {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines: Vec<String> = text
         .lines()
         .filter(|l| !l.starts_with("backends"))
         .map(str::to_string)
         .collect();
-    let list: Vec<String> = backends.iter().map(|b| format!("\"{}\"", b.addr)).collect();
+    let list: Vec<String> = backends.iter().map(|addr| format!("\"{addr}\"")).collect();
     lines.insert(0, format!("backends = [{}]", list.join(", ")));
     std::fs::write(path, lines.join("\n") + "\n").unwrap();
 }

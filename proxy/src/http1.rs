@@ -1,0 +1,735 @@
+//! The HTTP/1.1 the proxy speaks on both sides: heads parsed in place with `httparse`,
+//! bodies passed through as they arrive, framing checked.
+//!
+//! Pingora's HTTP/1 sessions turn every head into `http` header maps (with a second
+//! case-preserving map) and back, clone them, and time each read; in P1 that was most of
+//! the proxy's user-space CPU. The proxy needs much less: a request's method, target and
+//! a few headers, then the head's bytes again without the hop-by-hop headers. So a head
+//! stays the bytes it arrived as, with the ranges of its parts ([`Head`]), and bodies
+//! (chunked ones included) are copied as they are, framing and all: both peers speak
+//! HTTP/1.1, so nothing needs re-encoding, only the end of each body must be found
+//! ([`Framing`], [`Chunked`]) so that connections can be kept.
+
+use std::io;
+use std::ops::Range;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Largest head accepted, request or response.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Most header lines in a head.
+const MAX_HEADERS: usize = 128;
+/// Bytes read at a time.
+const READ_CHUNK: usize = 8 * 1024;
+/// Body bytes gathered before they are written on.
+const WRITE_CHUNK: usize = 64 * 1024;
+
+/// Why a head or a body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The peer closed the connection or the read failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// The bytes are not HTTP/1.x as this proxy accepts it.
+    #[error("malformed message: {0}")]
+    Malformed(&'static str),
+    /// The head is longer than [`MAX_HEAD`] or has more than 128 header lines.
+    #[error("header block too large")]
+    TooLarge,
+}
+
+/// How a message's body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// The body runs until the sender closes the connection (responses only).
+    UntilClose,
+}
+
+/// A parsed head: its bytes as received, and where its parts are.
+#[derive(Debug, Clone)]
+pub struct Head {
+    bytes: Bytes,
+    /// A request's method, or a response's status code (as its 3 digits).
+    first: Range<usize>,
+    /// A request's target, or a response's reason phrase.
+    second: Range<usize>,
+    /// The minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor: u8,
+    headers: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl Head {
+    /// A request's method.
+    pub fn method(&self) -> &str {
+        self.str(&self.first)
+    }
+
+    /// A request's target, as sent (path and query, usually).
+    pub fn target(&self) -> &str {
+        self.str(&self.second)
+    }
+
+    /// A request's path: the target without its query.
+    pub fn path(&self) -> &str {
+        let target = self.target();
+        target.split_once('?').map_or(target, |(path, _)| path)
+    }
+
+    /// A response's status code.
+    pub fn status(&self) -> u16 {
+        self.str(&self.first).parse().unwrap_or(0)
+    }
+
+    /// A response's reason phrase.
+    pub fn reason(&self) -> &str {
+        self.str(&self.second)
+    }
+
+    fn str(&self, range: &Range<usize>) -> &str {
+        // httparse checked these are tokens or visible ASCII.
+        std::str::from_utf8(&self.bytes[range.clone()]).unwrap_or("")
+    }
+
+    /// Every header line, in order, as name and value.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.headers
+            .iter()
+            .map(|(name, value)| (self.str(name), &self.bytes[value.clone()]))
+    }
+
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Whether a comma-separated token list header (such as `Connection`) holds `token`,
+    /// over all its lines.
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(|b| *b == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    }
+
+    /// Whether the sender wants the connection kept after this message.
+    pub fn keep_alive(&self) -> bool {
+        if self.minor == 0 {
+            self.has_token("connection", "keep-alive")
+        } else {
+            !self.has_token("connection", "close")
+        }
+    }
+
+    /// How a request's body is framed. Both `Content-Length` and `Transfer-Encoding`, a
+    /// transfer coding other than a final `chunked`, and disagreeing or unreadable
+    /// lengths are refused: a peer behind the proxy could read them differently
+    /// (request smuggling).
+    pub fn request_framing(&self) -> Result<Framing, ReadError> {
+        match (self.transfer_chunked()?, self.content_length()?) {
+            (Some(_), Some(_)) => Err(ReadError::Malformed(
+                "both Content-Length and Transfer-Encoding",
+            )),
+            (Some(true), None) => Ok(Framing::Chunked),
+            (Some(false), None) => Err(ReadError::Malformed(
+                "a request's transfer coding must end with chunked",
+            )),
+            (None, Some(0) | None) => Ok(Framing::Empty),
+            (None, Some(len)) => Ok(Framing::Length(len)),
+        }
+    }
+
+    /// How a response to a `method` request is framed (RFC 9112 §6.3).
+    pub fn response_framing(&self, method: &str) -> Result<Framing, ReadError> {
+        let status = self.status();
+        if method == "HEAD" || (100..200).contains(&status) || status == 204 || status == 304 {
+            return Ok(Framing::Empty);
+        }
+        match (self.transfer_chunked()?, self.content_length()?) {
+            (Some(true), _) => Ok(Framing::Chunked),
+            (Some(false), _) => Ok(Framing::UntilClose),
+            (None, Some(0)) => Ok(Framing::Empty),
+            (None, Some(len)) => Ok(Framing::Length(len)),
+            (None, None) => Ok(Framing::UntilClose),
+        }
+    }
+
+    /// `Some(chunked is the last coding)` when there is a `Transfer-Encoding`.
+    fn transfer_chunked(&self) -> Result<Option<bool>, ReadError> {
+        let mut last = None;
+        for (_, value) in self
+            .headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
+        {
+            for coding in value.split(|b| *b == b',') {
+                let coding = coding.trim_ascii();
+                if !coding.is_empty() {
+                    last = Some(coding.eq_ignore_ascii_case(b"chunked"));
+                }
+            }
+            if last.is_none() {
+                return Err(ReadError::Malformed("empty Transfer-Encoding"));
+            }
+        }
+        Ok(last)
+    }
+
+    fn content_length(&self) -> Result<Option<u64>, ReadError> {
+        let mut length = None;
+        for (_, value) in self
+            .headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        {
+            for part in value.split(|b| *b == b',') {
+                let part = part.trim_ascii();
+                if part.is_empty() || part.len() > 18 || !part.iter().all(u8::is_ascii_digit) {
+                    return Err(ReadError::Malformed("unreadable Content-Length"));
+                }
+                let len = part.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0'));
+                if length.is_some_and(|l| l != len) {
+                    return Err(ReadError::Malformed("disagreeing Content-Length values"));
+                }
+                length = Some(len);
+            }
+        }
+        Ok(length)
+    }
+}
+
+fn offset(outer: &[u8], inner: &[u8]) -> Range<usize> {
+    let start = inner.as_ptr() as usize - outer.as_ptr() as usize;
+    start..start + inner.len()
+}
+
+fn parsed_headers(
+    buf: &[u8],
+    headers: &[httparse::Header<'_>],
+) -> Vec<(Range<usize>, Range<usize>)> {
+    headers
+        .iter()
+        .map(|h| (offset(buf, h.name.as_bytes()), offset(buf, h.value)))
+        .collect()
+}
+
+/// A complete head at the start of a buffer, with its length; `None` while incomplete.
+type Parsed = Result<Option<(usize, Head)>, ReadError>;
+
+fn parse_error(e: httparse::Error) -> ReadError {
+    match e {
+        httparse::Error::TooManyHeaders => ReadError::TooLarge,
+        httparse::Error::Version => ReadError::Malformed("not HTTP/1.x"),
+        _ => ReadError::Malformed("unreadable header block"),
+    }
+}
+
+/// A request head at the start of `buf`, with its length, once it is complete.
+fn parse_request(buf: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let httparse::Status::Complete(len) = req.parse(buf).map_err(parse_error)? else {
+        return Ok(None);
+    };
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(ReadError::Malformed("incomplete request line"));
+    };
+    Ok(Some((
+        len,
+        Head {
+            bytes: Bytes::new(),
+            first: offset(buf, method.as_bytes()),
+            second: offset(buf, target.as_bytes()),
+            minor,
+            headers: parsed_headers(buf, req.headers),
+        },
+    )))
+}
+
+/// A response head at the start of `buf`, with its length, once it is complete.
+fn parse_response(buf: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let httparse::Status::Complete(len) = resp.parse(buf).map_err(parse_error)? else {
+        return Ok(None);
+    };
+    let (Some(_), Some(minor)) = (resp.code, resp.version) else {
+        return Err(ReadError::Malformed("incomplete status line"));
+    };
+    // The status code is the three digits after "HTTP/1.x ".
+    let status = 9..12;
+    Ok(Some((
+        len,
+        Head {
+            bytes: Bytes::new(),
+            first: status,
+            second: offset(buf, resp.reason.unwrap_or("").as_bytes()),
+            minor,
+            headers: parsed_headers(buf, resp.headers),
+        },
+    )))
+}
+
+/// Reads more bytes into `buf`, within `timeout` when there is one; 0 at end of stream.
+pub async fn read_more<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    timeout: Option<Duration>,
+) -> io::Result<usize> {
+    buf.reserve(READ_CHUNK);
+    match timeout {
+        None => stream.read_buf(buf).await,
+        Some(t) => tokio::time::timeout(t, stream.read_buf(buf))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "read timed out"))?,
+    }
+}
+
+/// Writes all of `bytes`, within `timeout`.
+pub async fn write_all<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    bytes: &[u8],
+    timeout: Duration,
+) -> io::Result<()> {
+    let write = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    tokio::time::timeout(timeout, write)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "write timed out"))?
+}
+
+async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    timeout: Option<Duration>,
+    parse: fn(&[u8]) -> Parsed,
+) -> Result<Option<Head>, ReadError> {
+    loop {
+        if !buf.is_empty()
+            && let Some((len, mut head)) = parse(buf)?
+        {
+            head.bytes = buf.split_to(len).freeze();
+            return Ok(Some(head));
+        }
+        if buf.len() >= MAX_HEAD {
+            return Err(ReadError::TooLarge);
+        }
+        if read_more(stream, buf, timeout).await? == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "closed within a header block")
+                        .into(),
+                )
+            };
+        }
+    }
+}
+
+/// The next request head from a client; `None` when the client closed the connection
+/// between requests. Bytes after the head stay in `buf`.
+pub async fn read_request<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> Result<Option<Head>, ReadError> {
+    read_head(stream, buf, None, parse_request).await
+}
+
+/// The next response head from a backend, each read within `timeout`. Bytes after the
+/// head stay in `buf`.
+pub async fn read_response<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    timeout: Duration,
+) -> Result<Head, ReadError> {
+    read_head(stream, buf, Some(timeout), parse_response)
+        .await?
+        .ok_or_else(|| {
+            io::Error::new(io::ErrorKind::UnexpectedEof, "closed before an answer").into()
+        })
+}
+
+/// Which side of a body copy failed.
+#[derive(Debug)]
+pub enum CopyError {
+    /// Reading from the source, or its framing.
+    Read(ReadError),
+    /// Writing to the destination.
+    Write(io::Error),
+    /// The body passed the limit given.
+    OverLimit,
+}
+
+/// Where a body copy stands: what is left of the current framing.
+#[derive(Debug)]
+enum Remaining {
+    Length(u64),
+    Chunked(Chunked),
+    UntilClose,
+}
+
+/// Copies a body framed as `framing` from `src` (its first bytes may already be in
+/// `buf`) to `dst`, after the bytes already in `out` (a head, say), which are written
+/// with the body's first bytes in one write where they are at hand. Returns the body's
+/// payload length. Reads time out after `read_timeout`, writes after `write_timeout`.
+#[allow(clippy::too_many_arguments)]
+pub async fn copy_body<R, W>(
+    src: &mut R,
+    buf: &mut BytesMut,
+    framing: Framing,
+    dst: &mut W,
+    out: &mut Vec<u8>,
+    read_timeout: Duration,
+    write_timeout: Duration,
+    limit: u64,
+) -> Result<u64, CopyError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut remaining = match framing {
+        Framing::Empty => Remaining::Length(0),
+        Framing::Length(len) => Remaining::Length(len),
+        Framing::Chunked => Remaining::Chunked(Chunked::default()),
+        Framing::UntilClose => Remaining::UntilClose,
+    };
+    let mut payload = 0u64;
+    loop {
+        // Move what is buffered of the body into `out`.
+        let (take, done) = match &mut remaining {
+            Remaining::Length(left) => {
+                let take = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                *left -= take as u64;
+                payload += take as u64;
+                (take, *left == 0)
+            }
+            Remaining::Chunked(chunked) => {
+                let (take, done) = chunked.scan(buf).map_err(CopyError::Read)?;
+                payload = chunked.payload;
+                (take, done)
+            }
+            Remaining::UntilClose => {
+                payload += buf.len() as u64;
+                (buf.len(), false)
+            }
+        };
+        if payload > limit {
+            return Err(CopyError::OverLimit);
+        }
+        out.extend_from_slice(&buf[..take]);
+        buf.advance(take);
+        if done || !out.is_empty() && (buf.is_empty() || out.len() >= WRITE_CHUNK) {
+            write_all(dst, out, write_timeout)
+                .await
+                .map_err(CopyError::Write)?;
+            out.clear();
+        }
+        if done {
+            return Ok(payload);
+        }
+        let read = read_more(src, buf, Some(read_timeout))
+            .await
+            .map_err(|e| CopyError::Read(e.into()))?;
+        if read == 0 {
+            return match remaining {
+                Remaining::UntilClose => Ok(payload),
+                _ => Err(CopyError::Read(
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "closed within a body").into(),
+                )),
+            };
+        }
+    }
+}
+
+/// Finds the end of a chunked body (RFC 9112 §7.1) in the bytes going by.
+#[derive(Debug, Default)]
+pub struct Chunked {
+    state: ChunkState,
+    size: u64,
+    digits: u8,
+    /// Payload bytes seen so far (chunk data, without the framing).
+    pub payload: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Reading a chunk size's hex digits.
+    #[default]
+    Size,
+    /// Skipping a chunk extension up to its line end.
+    Extension,
+    /// Expecting the LF after a size line's CR.
+    SizeLf,
+    /// Inside a chunk's data.
+    Data,
+    /// Expecting the CR after a chunk's data.
+    DataCr,
+    /// Expecting the LF after a chunk's data.
+    DataLf,
+    /// At the start of a trailer line (or of the final empty line).
+    TrailerStart,
+    /// Inside a trailer line.
+    Trailer,
+    /// Expecting the LF of the final empty line.
+    EndLf,
+    /// The body is complete.
+    Done,
+}
+
+impl Chunked {
+    /// How many of `bytes` belong to the body, and whether the body ends with them.
+    pub fn scan(&mut self, bytes: &[u8]) -> Result<(usize, bool), ReadError> {
+        use ChunkState::*;
+        let malformed = |what| Err(ReadError::Malformed(what));
+        let mut i = 0;
+        while i < bytes.len() && self.state != Done {
+            let b = bytes[i];
+            match self.state {
+                Size => match b {
+                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                        if self.digits == 15 {
+                            return malformed("chunk size too large");
+                        }
+                        let digit = (b as char).to_digit(16).unwrap_or(0);
+                        self.size = self.size << 4 | u64::from(digit);
+                        self.digits += 1;
+                    }
+                    b';' | b' ' | b'\t' if self.digits > 0 => self.state = Extension,
+                    b'\r' if self.digits > 0 => self.state = SizeLf,
+                    _ => return malformed("unreadable chunk size"),
+                },
+                Extension => {
+                    if b == b'\r' {
+                        self.state = SizeLf;
+                    }
+                }
+                SizeLf => {
+                    if b != b'\n' {
+                        return malformed("chunk size line without LF");
+                    }
+                    self.state = if self.size == 0 { TrailerStart } else { Data };
+                }
+                Data => {
+                    let take =
+                        (bytes.len() - i).min(usize::try_from(self.size).unwrap_or(usize::MAX));
+                    self.size -= take as u64;
+                    self.payload += take as u64;
+                    i += take;
+                    if self.size == 0 {
+                        self.state = DataCr;
+                    }
+                    continue;
+                }
+                DataCr => {
+                    if b != b'\r' {
+                        return malformed("chunk data longer than its size");
+                    }
+                    self.state = DataLf;
+                }
+                DataLf => {
+                    if b != b'\n' {
+                        return malformed("chunk data without CRLF");
+                    }
+                    self.state = Size;
+                    self.digits = 0;
+                }
+                TrailerStart => {
+                    self.state = if b == b'\r' { EndLf } else { Trailer };
+                }
+                Trailer => {
+                    if b == b'\n' {
+                        self.state = TrailerStart;
+                    }
+                }
+                EndLf => {
+                    if b != b'\n' {
+                        return malformed("chunked body without its final CRLF");
+                    }
+                    self.state = Done;
+                }
+                Done => {}
+            }
+            i += 1;
+        }
+        Ok((i, self.state == Done))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(raw: &str) -> Result<Head, ReadError> {
+        let (len, mut head) = parse_request(raw.as_bytes())?.expect("complete");
+        head.bytes = Bytes::copy_from_slice(&raw.as_bytes()[..len]);
+        Ok(head)
+    }
+
+    #[test]
+    fn a_request_head_gives_its_parts_and_framing() {
+        let head = request(
+            "POST /course/7/reviews?page=2 HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\
+             Connection: Keep-Alive, X-Drop\r\n\r\nbody",
+        )
+        .unwrap();
+        assert_eq!(head.method(), "POST");
+        assert_eq!(head.target(), "/course/7/reviews?page=2");
+        assert_eq!(head.path(), "/course/7/reviews");
+        assert_eq!(head.header("host"), Some(&b"x"[..]));
+        assert!(head.has_token("connection", "x-drop"));
+        assert!(head.keep_alive());
+        assert_eq!(head.request_framing().unwrap(), Framing::Length(12));
+    }
+
+    #[test]
+    fn ambiguous_request_framing_is_refused() {
+        for raw in [
+            "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: -3\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 3x\r\n\r\n",
+        ] {
+            let framing = request(raw).unwrap().request_framing();
+            assert!(
+                matches!(framing, Err(ReadError::Malformed(_))),
+                "{raw}: {framing:?}"
+            );
+        }
+        let same = request("POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!(same.unwrap().request_framing().unwrap(), Framing::Length(3));
+    }
+
+    #[test]
+    fn an_http_1_0_request_is_kept_alive_only_when_it_asks() {
+        assert!(!request("GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive());
+        let asks = request("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+        assert!(asks.keep_alive());
+        assert!(
+            !request("GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+                .unwrap()
+                .keep_alive()
+        );
+    }
+
+    #[test]
+    fn response_framing_follows_the_method_and_status() {
+        let parse = |raw: &str| {
+            let (len, mut head) = parse_response(raw.as_bytes()).unwrap().unwrap();
+            head.bytes = Bytes::copy_from_slice(&raw.as_bytes()[..len]);
+            head
+        };
+        let ok = parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(ok.status(), 200);
+        assert_eq!(ok.reason(), "OK");
+        assert_eq!(ok.response_framing("GET").unwrap(), Framing::Length(5));
+        assert_eq!(ok.response_framing("HEAD").unwrap(), Framing::Empty);
+        let none = parse("HTTP/1.1 204 No Content\r\n\r\n");
+        assert_eq!(none.response_framing("GET").unwrap(), Framing::Empty);
+        let close = parse("HTTP/1.0 200 OK\r\n\r\n");
+        assert_eq!(close.response_framing("GET").unwrap(), Framing::UntilClose);
+        assert!(!close.keep_alive());
+        let chunked = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(chunked.response_framing("GET").unwrap(), Framing::Chunked);
+    }
+
+    #[test]
+    fn a_chunked_body_ends_after_its_last_chunk_and_trailers_in_any_split() {
+        let body = b"4;ext=1\r\nWiki\r\n6\r\npedia \r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
+        let end = body.len() - 4;
+        for split in 0..end {
+            let mut chunked = Chunked::default();
+            let (first, done) = chunked.scan(&body[..split]).unwrap();
+            assert_eq!((first, done), (split, false), "split at {split}");
+            let (second, done) = chunked.scan(&body[split..]).unwrap();
+            assert!(done, "split at {split}");
+            assert_eq!(first + second, end, "split at {split}");
+            assert_eq!(chunked.payload, 10);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_head_over_the_limit_is_refused_and_a_clean_close_is_no_request() {
+        let big = format!("GET / HTTP/1.1\r\nx: {}\r\n\r\n", "a".repeat(MAX_HEAD));
+        let mut reader = big.as_bytes();
+        let read = read_request(&mut reader, &mut BytesMut::new()).await;
+        assert!(matches!(read, Err(ReadError::TooLarge)), "{read:?}");
+        let mut empty: &[u8] = b"";
+        let read = read_request(&mut empty, &mut BytesMut::new()).await;
+        assert!(read.unwrap().is_none());
+        let mut cut: &[u8] = b"GET / HTTP/1.1\r\nhost";
+        let read = read_request(&mut cut, &mut BytesMut::new()).await;
+        assert!(matches!(read, Err(ReadError::Io(_))), "{read:?}");
+    }
+
+    #[tokio::test]
+    async fn a_body_is_copied_after_the_head_to_its_end_and_no_further() {
+        let secs = Duration::from_secs(1);
+        let mut src: &[u8] = b"llo worldNEXT";
+        let mut buf = BytesMut::from(&b"he"[..]);
+        let (mut dst, mut out) = (Vec::new(), b"HEAD|".to_vec());
+        let copied = copy_body(
+            &mut src,
+            &mut buf,
+            Framing::Length(11),
+            &mut dst,
+            &mut out,
+            secs,
+            secs,
+            u64::MAX,
+        )
+        .await
+        .unwrap();
+        assert_eq!(copied, 11);
+        assert_eq!(dst, b"HEAD|hello world");
+        assert_eq!(&buf[..], b"NEXT");
+
+        let mut src: &[u8] = b"xyz";
+        let over = copy_body(
+            &mut src,
+            &mut BytesMut::new(),
+            Framing::Chunked,
+            &mut Vec::new(),
+            &mut Vec::new(),
+            secs,
+            secs,
+            5,
+        )
+        .await;
+        assert!(
+            matches!(over, Err(CopyError::Read(ReadError::Malformed(_)))),
+            "{over:?}"
+        );
+        let mut src: &[u8] = b"a\r\n0123456789\r\n0\r\n\r\n";
+        let over = copy_body(
+            &mut src,
+            &mut BytesMut::new(),
+            Framing::Chunked,
+            &mut Vec::new(),
+            &mut Vec::new(),
+            secs,
+            secs,
+            5,
+        )
+        .await;
+        assert!(matches!(over, Err(CopyError::OverLimit)), "{over:?}");
+    }
+
+    #[test]
+    fn a_chunk_longer_than_its_size_is_refused() {
+        let mut chunked = Chunked::default();
+        assert!(chunked.scan(b"2\r\nabc\r\n0\r\n\r\n").is_err());
+        assert!(Chunked::default().scan(b"zz\r\n").is_err());
+        assert!(Chunked::default().scan(b"1234567890abcdef0\r\n").is_err());
+    }
+}
