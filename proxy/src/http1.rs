@@ -10,12 +10,16 @@
 //! HTTP/1.1, so nothing needs re-encoding, only the end of each body must be found
 //! ([`Framing`], [`Chunked`]) so that connections can be kept.
 
+use std::future::{Future, poll_fn};
 use std::io;
 use std::ops::Range;
+use std::pin::{Pin, pin};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, Sleep};
 
 /// Largest head accepted, request or response.
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -57,12 +61,14 @@ pub enum Framing {
 #[derive(Debug, Clone)]
 pub struct Head {
     bytes: Bytes,
-    /// A request's method, or a response's status code (as its 3 digits).
+    /// A request's method; empty for a response.
     first: Range<usize>,
     /// A request's target, or a response's reason phrase.
     second: Range<usize>,
     /// The minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor: u8,
+    /// A response's status code; 0 for a request.
+    status: u16,
     headers: Vec<(Range<usize>, Range<usize>)>,
 }
 
@@ -83,9 +89,9 @@ impl Head {
         target.split_once('?').map_or(target, |(path, _)| path)
     }
 
-    /// A response's status code.
+    /// A response's status code (three digits).
     pub fn status(&self) -> u16 {
-        self.str(&self.first).parse().unwrap_or(0)
+        self.status
     }
 
     /// A response's reason phrase.
@@ -99,26 +105,37 @@ impl Head {
     }
 
     /// Every header line, in order, as name and value.
-    pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+    pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.headers
             .iter()
-            .map(|(name, value)| (self.str(name), &self.bytes[value.clone()]))
+            .map(|(name, value)| (&self.bytes[name.clone()], &self.bytes[value.clone()]))
+    }
+
+    /// The values of every `name` line (case-insensitive), in order.
+    pub fn values(&self, name: &str) -> impl Iterator<Item = &[u8]> {
+        self.headers()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
     }
 
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.values(name).next()
     }
 
-    /// Whether a comma-separated token list header (such as `Connection`) holds `token`,
-    /// over all its lines.
+    /// The elements of a comma-separated list header (such as `Connection`), over all its
+    /// lines, trimmed; empty elements left out.
+    pub fn tokens(&self, name: &str) -> impl Iterator<Item = &[u8]> {
+        self.values(name)
+            .flat_map(|v| v.split(|b| *b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| !t.is_empty())
+    }
+
+    /// Whether list header `name` holds `token` (case-insensitive).
     pub fn has_token(&self, name: &str, token: &str) -> bool {
-        self.headers()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .flat_map(|(_, v)| v.split(|b| *b == b','))
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        self.tokens(name)
+            .any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
     }
 
     /// Whether the sender wants the connection kept after this message.
@@ -165,41 +182,30 @@ impl Head {
 
     /// `Some(chunked is the last coding)` when there is a `Transfer-Encoding`.
     fn transfer_chunked(&self) -> Result<Option<bool>, ReadError> {
-        let mut last = None;
-        for (_, value) in self
-            .headers()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
-        {
-            for coding in value.split(|b| *b == b',') {
-                let coding = coding.trim_ascii();
-                if !coding.is_empty() {
-                    last = Some(coding.eq_ignore_ascii_case(b"chunked"));
-                }
-            }
-            if last.is_none() {
-                return Err(ReadError::Malformed("empty Transfer-Encoding"));
-            }
+        if self.values("transfer-encoding").next().is_none() {
+            return Ok(None);
         }
-        Ok(last)
+        match self.tokens("transfer-encoding").last() {
+            Some(last) => Ok(Some(last.eq_ignore_ascii_case(b"chunked"))),
+            None => Err(ReadError::Malformed("empty Transfer-Encoding")),
+        }
     }
 
     fn content_length(&self) -> Result<Option<u64>, ReadError> {
         let mut length = None;
-        for (_, value) in self
-            .headers()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        for part in self
+            .values("content-length")
+            .flat_map(|v| v.split(|b| *b == b','))
         {
-            for part in value.split(|b| *b == b',') {
-                let part = part.trim_ascii();
-                if part.is_empty() || part.len() > 18 || !part.iter().all(u8::is_ascii_digit) {
-                    return Err(ReadError::Malformed("unreadable Content-Length"));
-                }
-                let len = part.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0'));
-                if length.is_some_and(|l| l != len) {
-                    return Err(ReadError::Malformed("disagreeing Content-Length values"));
-                }
-                length = Some(len);
+            let part = part.trim_ascii();
+            if part.is_empty() || part.len() > 18 || !part.iter().all(u8::is_ascii_digit) {
+                return Err(ReadError::Malformed("unreadable Content-Length"));
             }
+            let len = part.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0'));
+            if length.is_some_and(|l| l != len) {
+                return Err(ReadError::Malformed("disagreeing Content-Length values"));
+            }
+            length = Some(len);
         }
         Ok(length)
     }
@@ -248,6 +254,7 @@ fn parse_request(buf: &[u8]) -> Parsed {
             first: offset(buf, method.as_bytes()),
             second: offset(buf, target.as_bytes()),
             minor,
+            status: 0,
             headers: parsed_headers(buf, req.headers),
         },
     )))
@@ -260,16 +267,15 @@ fn parse_response(buf: &[u8]) -> Parsed {
     let httparse::Status::Complete(len) = resp.parse(buf).map_err(parse_error)? else {
         return Ok(None);
     };
-    let (Some(_), Some(minor)) = (resp.code, resp.version) else {
+    let (Some(status), Some(minor)) = (resp.code, resp.version) else {
         return Err(ReadError::Malformed("incomplete status line"));
     };
-    // The status code is the three digits after "HTTP/1.x ".
-    let status = 9..12;
     Ok(Some((
         len,
         Head {
             bytes: Bytes::new(),
-            first: status,
+            first: 0..0,
+            status,
             second: offset(buf, resp.reason.unwrap_or("").as_bytes()),
             minor,
             headers: parsed_headers(buf, resp.headers),
@@ -277,31 +283,76 @@ fn parse_response(buf: &[u8]) -> Parsed {
     )))
 }
 
-/// Reads more bytes into `buf`, within `timeout` when there is one; 0 at end of stream.
-pub async fn read_more<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &mut BytesMut,
+/// A read timeout that costs no timer work per read on a busy connection: its timer is
+/// armed once, and moved only when it fires before the deadline of the read under way
+/// (a timer set and cancelled for every read showed up in P1).
+#[derive(Debug, Default)]
+pub struct ReadTimer {
     timeout: Option<Duration>,
-) -> io::Result<usize> {
-    buf.reserve(READ_CHUNK);
-    match timeout {
-        None => stream.read_buf(buf).await,
-        Some(t) => tokio::time::timeout(t, stream.read_buf(buf))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "read timed out"))?,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl ReadTimer {
+    /// Each read must bring bytes within `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            timeout: Some(timeout),
+            timer: None,
+        }
+    }
+
+    /// Reads more bytes into `buf`; 0 at end of stream.
+    pub async fn read<S: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut S,
+        buf: &mut BytesMut,
+    ) -> io::Result<usize> {
+        buf.reserve(READ_CHUNK);
+        let Some(timeout) = self.timeout else {
+            return stream.read_buf(buf).await;
+        };
+        let deadline = Instant::now() + timeout;
+        let mut read = pin!(stream.read_buf(buf));
+        poll_fn(|cx| {
+            if let Poll::Ready(done) = read.as_mut().poll(cx) {
+                return Poll::Ready(done);
+            }
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            loop {
+                match timer.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) if Instant::now() >= deadline => {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "read timed out",
+                        )));
+                    }
+                    // Fired for an earlier read's deadline: move it to this one's.
+                    Poll::Ready(()) => timer.as_mut().reset(deadline),
+                }
+            }
+        })
+        .await
     }
 }
 
-/// Writes all of `bytes`, within `timeout`.
+/// Writes all of `bytes`, within `timeout`. Most writes complete at once, and those
+/// set no timer.
 pub async fn write_all<S: AsyncWrite + Unpin>(
     stream: &mut S,
     bytes: &[u8],
     timeout: Duration,
 ) -> io::Result<()> {
-    let write = async {
+    let mut write = pin!(async {
         stream.write_all(bytes).await?;
         stream.flush().await
-    };
+    });
+    let first = poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+    if let Poll::Ready(done) = first {
+        return done;
+    }
     tokio::time::timeout(timeout, write)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "write timed out"))?
@@ -310,7 +361,7 @@ pub async fn write_all<S: AsyncWrite + Unpin>(
 async fn read_head<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
-    timeout: Option<Duration>,
+    timer: &mut ReadTimer,
     parse: fn(&[u8]) -> Parsed,
 ) -> Result<Option<Head>, ReadError> {
     loop {
@@ -323,7 +374,7 @@ async fn read_head<S: AsyncRead + Unpin>(
         if buf.len() >= MAX_HEAD {
             return Err(ReadError::TooLarge);
         }
-        if read_more(stream, buf, timeout).await? == 0 {
+        if timer.read(stream, buf).await? == 0 {
             return if buf.is_empty() {
                 Ok(None)
             } else {
@@ -342,17 +393,17 @@ pub async fn read_request<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
 ) -> Result<Option<Head>, ReadError> {
-    read_head(stream, buf, None, parse_request).await
+    read_head(stream, buf, &mut ReadTimer::default(), parse_request).await
 }
 
-/// The next response head from a backend, each read within `timeout`. Bytes after the
+/// The next response head from a backend, each read timed by `timer`. Bytes after the
 /// head stay in `buf`.
 pub async fn read_response<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
-    timeout: Duration,
+    timer: &mut ReadTimer,
 ) -> Result<Head, ReadError> {
-    read_head(stream, buf, Some(timeout), parse_response)
+    read_head(stream, buf, timer, parse_response)
         .await?
         .ok_or_else(|| {
             io::Error::new(io::ErrorKind::UnexpectedEof, "closed before an answer").into()
@@ -381,7 +432,7 @@ enum Remaining {
 /// Copies a body framed as `framing` from `src` (its first bytes may already be in
 /// `buf`) to `dst`, after the bytes already in `out` (a head, say), which are written
 /// with the body's first bytes in one write where they are at hand. Returns the body's
-/// payload length. Reads time out after `read_timeout`, writes after `write_timeout`.
+/// payload length. Reads are timed by `timer`, writes time out after `write_timeout`.
 #[allow(clippy::too_many_arguments)]
 pub async fn copy_body<R, W>(
     src: &mut R,
@@ -389,7 +440,7 @@ pub async fn copy_body<R, W>(
     framing: Framing,
     dst: &mut W,
     out: &mut Vec<u8>,
-    read_timeout: Duration,
+    timer: &mut ReadTimer,
     write_timeout: Duration,
     limit: u64,
 ) -> Result<u64, CopyError>
@@ -437,7 +488,8 @@ where
         if done {
             return Ok(payload);
         }
-        let read = read_more(src, buf, Some(read_timeout))
+        let read = timer
+            .read(src, buf)
             .await
             .map_err(|e| CopyError::Read(e.into()))?;
         if read == 0 {
@@ -684,7 +736,7 @@ mod tests {
             Framing::Length(11),
             &mut dst,
             &mut out,
-            secs,
+            &mut ReadTimer::new(secs),
             secs,
             u64::MAX,
         )
@@ -701,7 +753,7 @@ mod tests {
             Framing::Chunked,
             &mut Vec::new(),
             &mut Vec::new(),
-            secs,
+            &mut ReadTimer::new(secs),
             secs,
             5,
         )
@@ -717,12 +769,32 @@ mod tests {
             Framing::Chunked,
             &mut Vec::new(),
             &mut Vec::new(),
-            secs,
+            &mut ReadTimer::new(secs),
             secs,
             5,
         )
         .await;
         assert!(matches!(over, Err(CopyError::OverLimit)), "{over:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_timer_cuts_a_stalled_read_but_not_a_busy_connection() {
+        let (mut peer, mut stream) = tokio::io::duplex(64);
+        let mut timer = ReadTimer::new(Duration::from_secs(1));
+        let mut buf = BytesMut::new();
+        // Ten reads, each 0.6 s after the last: the first timer fires mid-way and moves.
+        for _ in 0..10 {
+            let write = async {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                peer.write_all(b"x").await.unwrap();
+            };
+            let (read, ()) = tokio::join!(timer.read(&mut stream, &mut buf), write);
+            assert_eq!(read.unwrap(), 1);
+        }
+        let started = Instant::now();
+        let err = timer.read(&mut stream, &mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
     }
 
     #[test]

@@ -14,13 +14,18 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 
-/// A connection to a backend and the bytes read from it but not yet used.
+use crate::http1::ReadTimer;
+
+/// A connection to a backend, the bytes read from it but not yet used, and its read
+/// timeout.
 #[derive(Debug)]
 pub struct Upstream {
     /// The connection.
     pub stream: TcpStream,
     /// Read but not yet used.
     pub buf: BytesMut,
+    /// Times each read from the backend.
+    pub timer: ReadTimer,
 }
 
 /// Idle upstream connections by backend address.
@@ -48,11 +53,13 @@ impl Pool {
         }
     }
 
-    /// An idle connection to `addr`, or a new one made within `connect_timeout`.
+    /// An idle connection to `addr`, or a new one made within `connect_timeout` whose
+    /// reads time out after `read_timeout`.
     pub async fn connection(
         &self,
         addr: SocketAddr,
         connect_timeout: Duration,
+        read_timeout: Duration,
     ) -> io::Result<Upstream> {
         if let Some(upstream) = self.take(addr) {
             return Ok(upstream);
@@ -64,6 +71,7 @@ impl Pool {
         Ok(Upstream {
             stream,
             buf: BytesMut::new(),
+            timer: ReadTimer::new(read_timeout),
         })
     }
 

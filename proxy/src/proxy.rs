@@ -44,7 +44,7 @@ use tokio::sync::Notify;
 
 use crate::backends::{BackendState, InFlight, Registry, now_ms};
 use crate::drain::Draining;
-use crate::http1::{self, CopyError, Framing, Head, ReadError};
+use crate::http1::{self, CopyError, Framing, Head, ReadError, ReadTimer};
 use crate::metrics::{Metrics, RetryReason};
 use crate::pool::{Pool, Upstream};
 use crate::problem::Problem;
@@ -260,17 +260,21 @@ fn upstream_head(
     } else {
         b" HTTP/1.1\r\n"
     });
+    // Both usually empty: no allocation then.
+    let nominated: Vec<&[u8]> = req.tokens("connection").collect();
     let mut forwarded_for: Vec<&[u8]> = Vec::new();
     for (name, value) in req.headers() {
-        if name.eq_ignore_ascii_case("x-forwarded-for") {
+        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
             forwarded_for.push(value);
         }
-        if REQUEST_DROPS.iter().any(|d| name.eq_ignore_ascii_case(d))
-            || req.has_token("connection", name)
+        if REQUEST_DROPS
+            .iter()
+            .any(|d| name.eq_ignore_ascii_case(d.as_bytes()))
+            || nominated.iter().any(|n| name.eq_ignore_ascii_case(n))
         {
             continue;
         }
-        push_header(out, name.as_bytes(), value);
+        push_header(out, name, value);
     }
     if let Some(id) = request_id {
         push_header(out, request_id::HEADER.as_bytes(), id.as_bytes());
@@ -292,13 +296,22 @@ fn upstream_head(
 /// `Connection` header saying whether the proxy keeps the client's connection.
 fn client_head(resp: &Head, request_id: Option<&RequestId>, close: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(resp.status().to_string().as_bytes());
+    let status = resp.status();
+    // httparse reads exactly three digits.
+    out.extend_from_slice(&[
+        b'0' + (status / 100 % 10) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+    ]);
     out.push(b' ');
     out.extend_from_slice(resp.reason().as_bytes());
     out.extend_from_slice(b"\r\n");
     for (name, value) in resp.headers() {
-        if !RESPONSE_DROPS.iter().any(|d| name.eq_ignore_ascii_case(d)) {
-            push_header(out, name.as_bytes(), value);
+        if !RESPONSE_DROPS
+            .iter()
+            .any(|d| name.eq_ignore_ascii_case(d.as_bytes()))
+        {
+            push_header(out, name, value);
         }
     }
     if let Some(id) = request_id {
@@ -379,6 +392,7 @@ impl CourserProxy {
                 .unwrap_or_else(RequestId::generate),
         );
         if let Some(ip) = ctx.client_ip
+            && self.limiter.enabled()
             && let Err(wait) = self.limiter.check(ip, Instant::now())
         {
             self.metrics.rate_limited.inc();
@@ -428,7 +442,10 @@ impl CourserProxy {
             let addr = state.addr;
             ctx.attempt = Some(state.start());
             ctx.attempt_started = Instant::now();
-            let mut upstream = match pool.connection(addr, self.policy.connect_timeout).await {
+            let mut upstream = match pool
+                .connection(addr, self.policy.connect_timeout, self.policy.read_timeout)
+                .await
+            {
                 Ok(upstream) => upstream,
                 Err(e) => {
                     if let Some(attempt) = self.end_attempt(ctx) {
@@ -501,7 +518,7 @@ impl CourserProxy {
             framing,
             &mut upstream.stream,
             &mut client.out,
-            policy.body_read_timeout,
+            &mut ReadTimer::new(policy.body_read_timeout),
             policy.write_timeout,
             policy.body_limit,
         )
@@ -516,7 +533,7 @@ impl CourserProxy {
         // skipped; the next head is the answer.
         let answer = loop {
             let head =
-                http1::read_response(&mut upstream.stream, &mut upstream.buf, policy.read_timeout)
+                http1::read_response(&mut upstream.stream, &mut upstream.buf, &mut upstream.timer)
                     .await
                     .map_err(|e| read_failure(e, Up))?;
             match head.status() {
@@ -547,7 +564,7 @@ impl CourserProxy {
             answer_framing,
             &mut client.stream,
             &mut client.out,
-            policy.read_timeout,
+            &mut upstream.timer,
             policy.write_timeout,
             u64::MAX,
         )
