@@ -797,6 +797,53 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_secs(1));
     }
 
+    proptest::proptest! {
+        /// Any bytes, in any pieces: a head is read or refused, never a panic, and a
+        /// head read is no longer than what arrived.
+        #[test]
+        fn arbitrary_bytes_never_panic_the_head_reader(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+            text in "[A-Za-z0-9 :/,;\r\n-]{0,400}",
+        ) {
+            for input in [&bytes[..], text.as_bytes()] {
+                let mut reader = input;
+                let mut buf = BytesMut::new();
+                let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                if let Ok(Some(head)) = runtime.block_on(read_request(&mut reader, &mut buf)) {
+                    proptest::prop_assert!(head.bytes.len() <= input.len());
+                    let _ = (head.request_framing(), head.keep_alive(), head.path());
+                }
+                let mut chunked = Chunked::default();
+                if let Ok((used, _)) = chunked.scan(input) {
+                    proptest::prop_assert!(used <= input.len());
+                }
+            }
+        }
+
+        /// A chunked body of any chunk sizes, cut anywhere: its end is found exactly,
+        /// with its payload counted.
+        #[test]
+        fn the_end_of_any_chunked_body_is_found_in_any_split(
+            sizes in proptest::collection::vec(1usize..300, 0..6),
+            cut in 0usize..2000,
+        ) {
+            let mut body = Vec::new();
+            for (i, size) in sizes.iter().enumerate() {
+                body.extend_from_slice(format!("{size:x}\r\n").as_bytes());
+                body.extend(std::iter::repeat_n(b'a' + i as u8, *size));
+                body.extend_from_slice(b"\r\n");
+            }
+            body.extend_from_slice(b"0\r\n\r\nGET / HTTP/1.1\r\n");
+            let end = body.len() - 16;
+            let cut = cut.min(end);
+            let mut chunked = Chunked::default();
+            let (first, done) = chunked.scan(&body[..cut]).unwrap();
+            let (second, _) = if done { (0, true) } else { chunked.scan(&body[cut..]).unwrap() };
+            proptest::prop_assert_eq!(first + second, end);
+            proptest::prop_assert_eq!(chunked.payload, sizes.iter().sum::<usize>() as u64);
+        }
+    }
+
     #[test]
     fn a_chunk_longer_than_its_size_is_refused() {
         let mut chunked = Chunked::default();
