@@ -8,7 +8,7 @@
 //! Keep-alive connections waiting for their next request are not cut at once: for
 //! [`LINGER`] their next request is still served (with `Connection: close`), so a client
 //! that sends one just as shutdown begins gets an answer rather than a reset; after it
-//! the proxy closes the ones still idle (see `SlowClientGuard::cleanup`).
+//! the proxy closes the ones still idle (see `Forwarder::cleanup` in `proxy.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};

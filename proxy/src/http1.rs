@@ -301,17 +301,29 @@ impl ReadTimer {
         }
     }
 
-    /// Reads more bytes into `buf`; 0 at end of stream.
+    /// Reads more bytes into `buf` within the timeout; 0 at end of stream.
     pub async fn read<S: AsyncRead + Unpin>(
         &mut self,
         stream: &mut S,
         buf: &mut BytesMut,
     ) -> io::Result<usize> {
+        match self.timeout {
+            Some(timeout) => self.read_until(stream, buf, Instant::now() + timeout).await,
+            None => {
+                buf.reserve(READ_CHUNK);
+                stream.read_buf(buf).await
+            }
+        }
+    }
+
+    /// Reads more bytes into `buf` by `deadline`; 0 at end of stream.
+    pub async fn read_until<S: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut S,
+        buf: &mut BytesMut,
+        deadline: Instant,
+    ) -> io::Result<usize> {
         buf.reserve(READ_CHUNK);
-        let Some(timeout) = self.timeout else {
-            return stream.read_buf(buf).await;
-        };
-        let deadline = Instant::now() + timeout;
         let mut read = pin!(stream.read_buf(buf));
         poll_fn(|cx| {
             if let Poll::Ready(done) = read.as_mut().poll(cx) {
@@ -320,6 +332,10 @@ impl ReadTimer {
             let timer = self
                 .timer
                 .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            // Set for a later deadline (an idle connection's, say): bring it forward.
+            if timer.deadline() > deadline {
+                timer.as_mut().reset(deadline);
+            }
             loop {
                 match timer.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
@@ -358,12 +374,30 @@ pub async fn write_all<S: AsyncWrite + Unpin>(
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "write timed out"))?
 }
 
+/// Until when a head may take to arrive.
+#[derive(Debug, Clone, Copy)]
+pub enum HeadDeadline {
+    /// Each read within the timer's own timeout (a backend's answer).
+    PerRead,
+    /// A client's request: its first byte by `idle`, and its whole head within
+    /// `header` of its first byte. Pingora's HTTP/1 server timed each read only
+    /// (upstream issue #447), so a client trickling header bytes was never cut off.
+    Client {
+        /// When the connection has waited long enough for a request.
+        idle: Instant,
+        /// How long a head may take once begun.
+        header: Duration,
+    },
+}
+
 async fn read_head<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
     timer: &mut ReadTimer,
+    deadline: HeadDeadline,
     parse: fn(&[u8]) -> Parsed,
 ) -> Result<Option<Head>, ReadError> {
+    let mut header_deadline = None;
     loop {
         if !buf.is_empty()
             && let Some((len, mut head)) = parse(buf)?
@@ -374,7 +408,17 @@ async fn read_head<S: AsyncRead + Unpin>(
         if buf.len() >= MAX_HEAD {
             return Err(ReadError::TooLarge);
         }
-        if timer.read(stream, buf).await? == 0 {
+        let read = match deadline {
+            HeadDeadline::PerRead => timer.read(stream, buf).await,
+            HeadDeadline::Client { idle, .. } if buf.is_empty() => {
+                timer.read_until(stream, buf, idle).await
+            }
+            HeadDeadline::Client { header, .. } => {
+                let by = *header_deadline.get_or_insert_with(|| Instant::now() + header);
+                timer.read_until(stream, buf, by).await
+            }
+        };
+        if read? == 0 {
             return if buf.is_empty() {
                 Ok(None)
             } else {
@@ -387,13 +431,15 @@ async fn read_head<S: AsyncRead + Unpin>(
     }
 }
 
-/// The next request head from a client; `None` when the client closed the connection
-/// between requests. Bytes after the head stay in `buf`.
+/// The next request head from a client, by `deadline`; `None` when the client closed
+/// the connection between requests. Bytes after the head stay in `buf`.
 pub async fn read_request<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
+    timer: &mut ReadTimer,
+    deadline: HeadDeadline,
 ) -> Result<Option<Head>, ReadError> {
-    read_head(stream, buf, &mut ReadTimer::default(), parse_request).await
+    read_head(stream, buf, timer, deadline, parse_request).await
 }
 
 /// The next response head from a backend, each read timed by `timer`. Bytes after the
@@ -403,7 +449,7 @@ pub async fn read_response<S: AsyncRead + Unpin>(
     buf: &mut BytesMut,
     timer: &mut ReadTimer,
 ) -> Result<Head, ReadError> {
-    read_head(stream, buf, timer, parse_response)
+    read_head(stream, buf, timer, HeadDeadline::PerRead, parse_response)
         .await?
         .ok_or_else(|| {
             io::Error::new(io::ErrorKind::UnexpectedEof, "closed before an answer").into()
@@ -714,13 +760,31 @@ mod tests {
     async fn a_head_over_the_limit_is_refused_and_a_clean_close_is_no_request() {
         let big = format!("GET / HTTP/1.1\r\nx: {}\r\n\r\n", "a".repeat(MAX_HEAD));
         let mut reader = big.as_bytes();
-        let read = read_request(&mut reader, &mut BytesMut::new()).await;
+        let read = read_request(
+            &mut reader,
+            &mut BytesMut::new(),
+            &mut ReadTimer::default(),
+            HeadDeadline::PerRead,
+        )
+        .await;
         assert!(matches!(read, Err(ReadError::TooLarge)), "{read:?}");
         let mut empty: &[u8] = b"";
-        let read = read_request(&mut empty, &mut BytesMut::new()).await;
+        let read = read_request(
+            &mut empty,
+            &mut BytesMut::new(),
+            &mut ReadTimer::default(),
+            HeadDeadline::PerRead,
+        )
+        .await;
         assert!(read.unwrap().is_none());
         let mut cut: &[u8] = b"GET / HTTP/1.1\r\nhost";
-        let read = read_request(&mut cut, &mut BytesMut::new()).await;
+        let read = read_request(
+            &mut cut,
+            &mut BytesMut::new(),
+            &mut ReadTimer::default(),
+            HeadDeadline::PerRead,
+        )
+        .await;
         assert!(matches!(read, Err(ReadError::Io(_))), "{read:?}");
     }
 
@@ -809,7 +873,7 @@ mod tests {
                 let mut reader = input;
                 let mut buf = BytesMut::new();
                 let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-                if let Ok(Some(head)) = runtime.block_on(read_request(&mut reader, &mut buf)) {
+                if let Ok(Some(head)) = runtime.block_on(read_request(&mut reader, &mut buf, &mut ReadTimer::default(), HeadDeadline::PerRead)) {
                     proptest::prop_assert!(head.bytes.len() <= input.len());
                     let _ = (head.request_framing(), head.keep_alive(), head.path());
                 }
@@ -842,6 +906,54 @@ mod tests {
             proptest::prop_assert_eq!(first + second, end);
             proptest::prop_assert_eq!(chunked.payload, sizes.iter().sum::<usize>() as u64);
         }
+    }
+
+    fn client_deadline() -> HeadDeadline {
+        HeadDeadline::Client {
+            idle: Instant::now() + Duration::from_secs(5),
+            header: Duration::from_secs(2),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_trickling_its_head_is_cut_off_at_the_header_deadline() {
+        let (mut client, mut stream) = tokio::io::duplex(1024);
+        let deadline = client_deadline();
+        let trickle = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            for b in b"GET / HTTP/1.1\r\nHost: x\r\n" {
+                client.write_all(&[*b]).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            client
+        });
+        let start = Instant::now();
+        let (mut timer, mut buf) = (ReadTimer::default(), BytesMut::new());
+        let read = read_request(&mut stream, &mut buf, &mut timer, deadline).await;
+        assert!(matches!(&read, Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::TimedOut));
+        // First byte at 3 s (within the idle 5 s), cut 2 s later.
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        drop(trickle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_client_is_cut_off_and_a_prompt_one_is_read() {
+        let (_quiet, mut stream) = tokio::io::duplex(1024);
+        let start = Instant::now();
+        let (mut timer, mut buf) = (ReadTimer::default(), BytesMut::new());
+        let read = read_request(&mut stream, &mut buf, &mut timer, client_deadline()).await;
+        assert!(matches!(&read, Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::TimedOut));
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+
+        let (mut client, mut stream) = tokio::io::duplex(1024);
+        let deadline = client_deadline();
+        client
+            .write_all(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhe")
+            .await
+            .unwrap();
+        let read = read_request(&mut stream, &mut buf, &mut timer, deadline).await;
+        assert_eq!(read.unwrap().unwrap().method(), "POST");
+        assert_eq!(&buf[..], b"he");
     }
 
     #[test]

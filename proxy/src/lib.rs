@@ -1,7 +1,7 @@
 //! `courser-proxy`: the Pingora load balancer in front of the Courser api instances.
 //!
 //! [`build`] turns validated [`Settings`] into a Pingora [`Server`]: the public proxy
-//! (wrapped in the slow-client guard; one service per worker thread, see [`listeners`]),
+//! (one service per worker thread, see [`listeners`]),
 //! the admin listener (`/metrics`), the load balancer's active health checks, and the
 //! reload and drain watchers. `main` only parses the command line and runs it.
 
@@ -19,7 +19,6 @@ pub mod rate_limit;
 pub mod reload;
 pub mod request_id;
 pub mod selection;
-pub mod slow_client;
 pub mod telemetry;
 
 use std::sync::Arc;
@@ -44,7 +43,6 @@ use crate::proxy::{CourserProxy, Forwarder, RequestPolicy};
 use crate::rate_limit::RateLimiter;
 use crate::reload::{BackendSet, Reloader};
 use crate::selection::{CourserSelection, SelectionConfig};
-use crate::slow_client::{ClientTimeouts, SlowClientGuard};
 
 /// Errors while building the server.
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +166,8 @@ pub fn build(settings: Settings, upgrade: bool) -> Result<Server, BuildError> {
             body_limit: c.body_limit_bytes,
             max_per_backend: c.max_requests_per_backend,
             body_read_timeout: ms(c.client_body_read_timeout_ms),
+            client_header_timeout: ms(c.client_header_timeout_ms),
+            client_idle_timeout: ms(c.client_idle_timeout_ms),
             connect_timeout: ms(c.connect_timeout_ms),
             read_timeout: ms(c.upstream_read_timeout_ms),
             write_timeout: ms(c.upstream_write_timeout_ms),
@@ -175,14 +175,10 @@ pub fn build(settings: Settings, upgrade: bool) -> Result<Server, BuildError> {
             access_log: c.access_log,
         },
     };
-    let timeouts = ClientTimeouts {
-        header: ms(c.client_header_timeout_ms),
-        idle: ms(c.client_idle_timeout_ms),
-    };
     let conf = server.configuration.clone();
     let public_service = |name: String| {
         let forwarder = Forwarder::new(proxy.clone(), conf.upstream_keepalive_pool_size);
-        Service::new(name, SlowClientGuard::new(forwarder, timeouts))
+        Service::new(name, forwarder)
     };
     if !upgrade {
         listeners::ensure_free(settings.listen).map_err(BuildError::Listen)?;

@@ -43,8 +43,8 @@ use pingora::{Error, ErrorSource};
 use tokio::sync::Notify;
 
 use crate::backends::{BackendState, InFlight, Registry, now_ms};
-use crate::drain::Draining;
-use crate::http1::{self, CopyError, Framing, Head, ReadError, ReadTimer};
+use crate::drain::{Draining, LINGER};
+use crate::http1::{self, CopyError, Framing, Head, HeadDeadline, ReadError, ReadTimer};
 use crate::metrics::{Metrics, RetryReason};
 use crate::pool::{Pool, Upstream};
 use crate::problem::Problem;
@@ -64,6 +64,10 @@ pub struct RequestPolicy {
     pub max_per_backend: usize,
     /// Per-read timeout of a request body from the client.
     pub body_read_timeout: Duration,
+    /// From a request's first byte to the end of its head.
+    pub client_header_timeout: Duration,
+    /// From the accept, or the end of an answer, to the next request's first byte.
+    pub client_idle_timeout: Duration,
     /// Connect timeout to a backend.
     pub connect_timeout: Duration,
     /// Per-read timeout from a backend.
@@ -365,12 +369,16 @@ fn with_side(e: Box<Error>, side: ErrorSource) -> Box<Error> {
     }
 }
 
-/// A client connection: its stream, the bytes read from it but not yet used, and a
-/// buffer for what is written to it.
+/// A client connection: its stream, the bytes read from it but not yet used, a buffer
+/// for what is written to it, and its read deadlines.
 struct Client {
     stream: Stream,
     buf: BytesMut,
     out: Vec<u8>,
+    /// Times each read: the request head's phases, and each read of a body.
+    timer: ReadTimer,
+    /// Since when the connection has waited for its next request.
+    idle_since: tokio::time::Instant,
     ip: Option<IpAddr>,
     /// `ip` as text, for `X-Forwarded-For`: formatted once per connection.
     ip_text: Option<String>,
@@ -518,7 +526,7 @@ impl CourserProxy {
             framing,
             &mut upstream.stream,
             &mut client.out,
-            &mut ReadTimer::new(policy.body_read_timeout),
+            &mut client.timer,
             policy.write_timeout,
             policy.body_limit,
         )
@@ -729,9 +737,13 @@ impl Forwarder {
         if self.closing.load(Ordering::Acquire) {
             return None;
         }
+        let deadline = HeadDeadline::Client {
+            idle: client.idle_since + self.proxy.policy.client_idle_timeout,
+            header: self.proxy.policy.client_header_timeout,
+        };
         let read = tokio::select! {
             biased;
-            read = http1::read_request(&mut client.stream, &mut client.buf) => read,
+            read = http1::read_request(&mut client.stream, &mut client.buf, &mut client.timer, deadline) => read,
             () = closed => return None,
         };
         let status = match read {
@@ -796,6 +808,8 @@ impl ServerApp for Forwarder {
             stream,
             buf: BytesMut::new(),
             out: Vec::new(),
+            timer: ReadTimer::new(self.proxy.policy.body_read_timeout),
+            idle_since: tokio::time::Instant::now(),
             ip,
             ip_text: ip.map(|ip| ip.to_string()),
         };
@@ -803,12 +817,18 @@ impl ServerApp for Forwarder {
             if !self.serve(&mut client, &req, shutdown).await {
                 break;
             }
+            client.idle_since = tokio::time::Instant::now();
         }
         client.stream.shutdown().await;
         None
     }
 
+    /// Runs once the listener stopped accepting at shutdown: closes every keep-alive
+    /// connection waiting for a request, after [`LINGER`], so that a request a client
+    /// sends on one just then is still served (with `Connection: close`, see
+    /// [`crate::drain`]).
     async fn cleanup(&self) {
+        tokio::time::sleep(LINGER).await;
         self.closing.store(true, Ordering::Release);
         self.closed.notify_waiters();
     }
@@ -836,10 +856,15 @@ mod tests {
             expect: 100-continue\r\nupgrade: websocket\r\ncontent-length: 2\r\n\
             x-forwarded-for: 10.0.0.1\r\n\r\n";
         let mut buf = BytesMut::new();
-        let req = http1::read_request(&mut raw, &mut buf)
-            .await
-            .unwrap()
-            .unwrap();
+        let req = http1::read_request(
+            &mut raw,
+            &mut buf,
+            &mut http1::ReadTimer::default(),
+            http1::HeadDeadline::PerRead,
+        )
+        .await
+        .unwrap()
+        .unwrap();
         let mut out = Vec::new();
         upstream_head(&req, None, Some("127.0.0.1"), &mut out);
         let sent = String::from_utf8(out).unwrap().to_ascii_lowercase();
