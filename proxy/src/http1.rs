@@ -810,34 +810,28 @@ mod tests {
         assert_eq!(dst, b"HEAD|hello world");
         assert_eq!(&buf[..], b"NEXT");
 
-        let mut src: &[u8] = b"xyz";
-        let over = copy_body(
-            &mut src,
-            &mut BytesMut::new(),
-            Framing::Chunked,
-            &mut Vec::new(),
-            &mut Vec::new(),
-            &mut ReadTimer::new(secs),
-            secs,
-            5,
-        )
-        .await;
+        let copy_chunked = |mut src: &'static [u8]| async move {
+            let (mut dst, mut out) = (Vec::new(), Vec::new());
+            let (mut buf, mut timer) = (BytesMut::new(), ReadTimer::new(secs));
+            let limit = 5;
+            copy_body(
+                &mut src,
+                &mut buf,
+                Framing::Chunked,
+                &mut dst,
+                &mut out,
+                &mut timer,
+                secs,
+                limit,
+            )
+            .await
+        };
+        let bad = copy_chunked(b"xyz").await;
         assert!(
-            matches!(over, Err(CopyError::Read(ReadError::Malformed(_)))),
-            "{over:?}"
+            matches!(bad, Err(CopyError::Read(ReadError::Malformed(_)))),
+            "{bad:?}"
         );
-        let mut src: &[u8] = b"a\r\n0123456789\r\n0\r\n\r\n";
-        let over = copy_body(
-            &mut src,
-            &mut BytesMut::new(),
-            Framing::Chunked,
-            &mut Vec::new(),
-            &mut Vec::new(),
-            &mut ReadTimer::new(secs),
-            secs,
-            5,
-        )
-        .await;
+        let over = copy_chunked(b"a\r\n0123456789\r\n0\r\n\r\n").await;
         assert!(matches!(over, Err(CopyError::OverLimit)), "{over:?}");
     }
 
