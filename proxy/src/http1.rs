@@ -152,6 +152,12 @@ impl Head {
     /// lengths are refused: a peer behind the proxy could read them differently
     /// (request smuggling).
     pub fn request_framing(&self) -> Result<Framing, ReadError> {
+        if self.minor == 0 && self.values("transfer-encoding").next().is_some() {
+            // HTTP/1.0 has no transfer codings (RFC 9112 §6.1): the sender is confused.
+            return Err(ReadError::Malformed(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
+        }
         match (self.transfer_chunked()?, self.content_length()?) {
             (Some(_), Some(_)) => Err(ReadError::Malformed(
                 "both Content-Length and Transfer-Encoding",
@@ -697,6 +703,7 @@ mod tests {
             "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: -3\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 3x\r\n\r\n",
+            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
         ] {
             let framing = request(raw).unwrap().request_framing();
             assert!(
