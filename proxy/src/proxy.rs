@@ -348,7 +348,8 @@ fn read_failure(e: ReadError, side: ErrorSource) -> Box<Error> {
             Error::because(etype, "reading", e)
         }
         ReadError::Malformed(what) => Error::explain(ErrorType::InvalidHTTPHeader, what),
-        ReadError::TooLarge => Error::explain(HTTPStatus(431), "header block too large"),
+        // Only a backend's answer gets here (a client's head is judged on arrival): 502.
+        ReadError::TooLarge => Error::explain(ErrorType::InvalidHTTPHeader, "head too large"),
     };
     with_side(e, side)
 }
