@@ -152,13 +152,11 @@ impl Head {
     /// lengths are refused: a peer behind the proxy could read them differently
     /// (request smuggling).
     pub fn request_framing(&self) -> Result<Framing, ReadError> {
-        if self.minor == 0 && self.values("transfer-encoding").next().is_some() {
-            // HTTP/1.0 has no transfer codings (RFC 9112 §6.1): the sender is confused.
-            return Err(ReadError::Malformed(
-                "Transfer-Encoding in an HTTP/1.0 request",
-            ));
-        }
         match (self.transfer_chunked()?, self.content_length()?) {
+            // HTTP/1.0 has no transfer codings (RFC 9112 §6.1): the sender is confused.
+            (Some(_), _) if self.minor == 0 => Err(ReadError::Malformed(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            )),
             (Some(_), Some(_)) => Err(ReadError::Malformed(
                 "both Content-Length and Transfer-Encoding",
             )),
@@ -292,9 +290,9 @@ fn parse_response(buf: &[u8]) -> Parsed {
 /// A read timeout that costs no timer work per read on a busy connection: its timer is
 /// armed once, and moved only when it fires before the deadline of the read under way
 /// (a timer set and cancelled for every read showed up in P1).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReadTimer {
-    timeout: Option<Duration>,
+    timeout: Duration,
     timer: Option<Pin<Box<Sleep>>>,
 }
 
@@ -302,7 +300,7 @@ impl ReadTimer {
     /// Each read must bring bytes within `timeout`.
     pub fn new(timeout: Duration) -> Self {
         Self {
-            timeout: Some(timeout),
+            timeout,
             timer: None,
         }
     }
@@ -313,13 +311,8 @@ impl ReadTimer {
         stream: &mut S,
         buf: &mut BytesMut,
     ) -> io::Result<usize> {
-        match self.timeout {
-            Some(timeout) => self.read_until(stream, buf, Instant::now() + timeout).await,
-            None => {
-                buf.reserve(READ_CHUNK);
-                stream.read_buf(buf).await
-            }
-        }
+        let deadline = Instant::now() + self.timeout;
+        self.read_until(stream, buf, deadline).await
     }
 
     /// Reads more bytes into `buf` by `deadline`; 0 at end of stream.
@@ -590,6 +583,15 @@ enum ChunkState {
     Done,
 }
 
+/// `next` when `b` is the `want`ed framing byte; `what` went wrong otherwise.
+fn expect(b: u8, want: u8, next: ChunkState, what: &'static str) -> Result<ChunkState, ReadError> {
+    if b == want {
+        Ok(next)
+    } else {
+        Err(ReadError::Malformed(what))
+    }
+}
+
 impl Chunked {
     /// How many of `bytes` belong to the body, and whether the body ends with them.
     pub fn scan(&mut self, bytes: &[u8]) -> Result<(usize, bool), ReadError> {
@@ -618,10 +620,9 @@ impl Chunked {
                     }
                 }
                 SizeLf => {
-                    if b != b'\n' {
-                        return malformed("chunk size line without LF");
-                    }
-                    self.state = if self.size == 0 { TrailerStart } else { Data };
+                    self.digits = 0;
+                    let next = if self.size == 0 { TrailerStart } else { Data };
+                    self.state = expect(b, b'\n', next, "chunk size line without LF")?;
                 }
                 Data => {
                     let take =
@@ -634,19 +635,8 @@ impl Chunked {
                     }
                     continue;
                 }
-                DataCr => {
-                    if b != b'\r' {
-                        return malformed("chunk data longer than its size");
-                    }
-                    self.state = DataLf;
-                }
-                DataLf => {
-                    if b != b'\n' {
-                        return malformed("chunk data without CRLF");
-                    }
-                    self.state = Size;
-                    self.digits = 0;
-                }
+                DataCr => self.state = expect(b, b'\r', DataLf, "chunk data longer than its size")?,
+                DataLf => self.state = expect(b, b'\n', Size, "chunk data without CRLF")?,
                 TrailerStart => {
                     self.state = if b == b'\r' { EndLf } else { Trailer };
                 }
@@ -656,10 +646,7 @@ impl Chunked {
                     }
                 }
                 EndLf => {
-                    if b != b'\n' {
-                        return malformed("chunked body without its final CRLF");
-                    }
-                    self.state = Done;
+                    self.state = expect(b, b'\n', Done, "chunked body without its final CRLF")?
                 }
                 Done => {}
             }
@@ -770,7 +757,7 @@ mod tests {
         let read = read_request(
             &mut reader,
             &mut BytesMut::new(),
-            &mut ReadTimer::default(),
+            &mut ReadTimer::new(Duration::from_secs(5)),
             HeadDeadline::PerRead,
         )
         .await;
@@ -779,7 +766,7 @@ mod tests {
         let read = read_request(
             &mut empty,
             &mut BytesMut::new(),
-            &mut ReadTimer::default(),
+            &mut ReadTimer::new(Duration::from_secs(5)),
             HeadDeadline::PerRead,
         )
         .await;
@@ -788,7 +775,7 @@ mod tests {
         let read = read_request(
             &mut cut,
             &mut BytesMut::new(),
-            &mut ReadTimer::default(),
+            &mut ReadTimer::new(Duration::from_secs(5)),
             HeadDeadline::PerRead,
         )
         .await;
@@ -874,7 +861,7 @@ mod tests {
                 let mut reader = input;
                 let mut buf = BytesMut::new();
                 let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-                if let Ok(Some(head)) = runtime.block_on(read_request(&mut reader, &mut buf, &mut ReadTimer::default(), HeadDeadline::PerRead)) {
+                if let Ok(Some(head)) = runtime.block_on(read_request(&mut reader, &mut buf, &mut ReadTimer::new(Duration::from_secs(5)), HeadDeadline::PerRead)) {
                     proptest::prop_assert!(head.bytes.len() <= input.len());
                     let _ = (head.request_framing(), head.keep_alive(), head.path());
                 }
@@ -929,7 +916,7 @@ mod tests {
             client
         });
         let start = Instant::now();
-        let (mut timer, mut buf) = (ReadTimer::default(), BytesMut::new());
+        let (mut timer, mut buf) = (ReadTimer::new(Duration::from_secs(5)), BytesMut::new());
         let read = read_request(&mut stream, &mut buf, &mut timer, deadline).await;
         assert!(matches!(&read, Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::TimedOut));
         // First byte at 3 s (within the idle 5 s), cut 2 s later.
@@ -941,7 +928,7 @@ mod tests {
     async fn an_idle_client_is_cut_off_and_a_prompt_one_is_read() {
         let (_quiet, mut stream) = tokio::io::duplex(1024);
         let start = Instant::now();
-        let (mut timer, mut buf) = (ReadTimer::default(), BytesMut::new());
+        let (mut timer, mut buf) = (ReadTimer::new(Duration::from_secs(5)), BytesMut::new());
         let read = read_request(&mut stream, &mut buf, &mut timer, client_deadline()).await;
         assert!(matches!(&read, Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::TimedOut));
         assert_eq!(start.elapsed(), Duration::from_secs(5));

@@ -860,7 +860,7 @@ mod tests {
         let req = http1::read_request(
             &mut raw,
             &mut buf,
-            &mut http1::ReadTimer::default(),
+            &mut http1::ReadTimer::new(std::time::Duration::from_secs(5)),
             http1::HeadDeadline::PerRead,
         )
         .await
