@@ -51,6 +51,7 @@ use crate::problem::Problem;
 use crate::rate_limit::RateLimiter;
 use crate::request_id::{self, RequestId};
 use crate::selection::CourserSelection;
+use crate::telemetry;
 
 /// How far along the Ketama ring (or the list) a choice may look.
 const MAX_ITERATIONS: usize = 256;
@@ -680,19 +681,18 @@ impl CourserProxy {
             Some(a) => a.backend().metrics.observe(status),
             None => self.metrics.own.observe(status),
         }
-        if self.policy.access_log {
-            tracing::info!(
-                target: "access",
-                method = req.method(),
-                path = req.path(),
+        if self.policy.access_log && telemetry::access_enabled() {
+            telemetry::access(&telemetry::Access {
+                method: req.method(),
+                path: req.path(),
                 status,
-                backend = attempt.as_ref().map_or("-", |a| &a.backend().label),
-                duration_ms = elapsed.as_secs_f64() * 1000.0,
-                request_id = ctx.request_id.as_ref().map_or("-", RequestId::as_str),
-                client_ip = ctx.client_ip.map(tracing::field::display),
-                retries = ctx.tried.len(),
-                error = e.map(tracing::field::display),
-            );
+                backend: attempt.as_ref().map_or("-", |a| &a.backend().label),
+                duration: elapsed,
+                request_id: ctx.request_id.as_ref().map_or("-", RequestId::as_str),
+                client_ip: ctx.client_ip,
+                retries: ctx.tried.len(),
+                error: e.map(|e| e as &dyn std::fmt::Display),
+            });
         } else if let Some(e) = e {
             tracing::warn!(error = %e, status, "request failed");
         }

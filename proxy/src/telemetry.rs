@@ -8,13 +8,19 @@
 //! The buffer holds at most [`MAX_BUFFERED`] bytes; lines beyond are dropped, never waited
 //! for.
 //!
+//! Access-log lines are formatted here ([`access`]) straight into that buffer: through
+//! tracing's JSON formatter each cost ~2.4 µs, 13 % of the proxy's CPU per request in P1.
+//!
 //! With a log file ([`Output::File`]) the proxy writes it itself and keeps it bounded:
 //! once it holds `max_bytes`, it becomes `<file>.1` (replacing the one before) and a new
 //! file begins. At 15,000 requests/s the access log grows by ~3 MB/s, and `courser up`'s
 //! stack filled a gigabyte in ten minutes of benchmarks.
 
+use std::cell::RefCell;
+use std::fmt::Display;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
@@ -54,6 +60,14 @@ impl Batched {
         }
     }
 
+    /// Appends whole lines, unless that would pass the bound.
+    fn append(&self, lines: &[u8]) {
+        let mut buffered = lock(&self.lines);
+        if buffered.len() + lines.len() <= self.max {
+            buffered.extend_from_slice(lines);
+        }
+    }
+
     /// Writes out what is buffered.
     pub fn flush(&self) {
         let mut out = lock(&self.out);
@@ -75,10 +89,7 @@ pub struct BatchedWriter<'a>(&'a Batched);
 
 impl Write for BatchedWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut lines = lock(&self.0.lines);
-        if lines.len() + buf.len() <= self.0.max {
-            lines.extend_from_slice(buf);
-        }
+        self.0.append(buf);
         Ok(buf.len())
     }
 
@@ -210,6 +221,92 @@ pub fn init(output: &Output) -> std::io::Result<()> {
     Ok(())
 }
 
+/// One request's access-log line.
+pub struct Access<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    /// 0 when no answer was written.
+    pub status: u16,
+    /// The backend's label, `-` when none was tried.
+    pub backend: &'a str,
+    pub duration: Duration,
+    pub request_id: &'a str,
+    pub client_ip: Option<IpAddr>,
+    pub retries: usize,
+    pub error: Option<&'a dyn Display>,
+}
+
+impl std::fmt::Debug for Access<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether access lines are wanted: the filter lets target `access` through at info.
+pub fn access_enabled() -> bool {
+    tracing::enabled!(target: "access", tracing::Level::INFO)
+}
+
+/// Logs `line` as one JSON object, with the keys and layout of the proxy's other lines.
+pub fn access(line: &Access) {
+    thread_local! {
+        static OUT: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+    }
+    let Some(log) = LOG.get() else {
+        return;
+    };
+    OUT.with_borrow_mut(|out| {
+        out.clear();
+        line.write_json(time::OffsetDateTime::now_utc(), out);
+        log.append(out);
+    });
+}
+
+impl Access<'_> {
+    fn write_json(&self, at: time::OffsetDateTime, out: &mut Vec<u8>) {
+        // Writing to a Vec cannot fail.
+        let _ = write!(
+            out,
+            "{{\"timestamp\":\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z\",\"level\":\"INFO\",\"method\":",
+            at.year(),
+            u8::from(at.month()),
+            at.day(),
+            at.hour(),
+            at.minute(),
+            at.second(),
+            at.microsecond(),
+        );
+        json_string(out, self.method);
+        out.extend_from_slice(b",\"path\":");
+        json_string(out, self.path);
+        let _ = write!(out, ",\"status\":{},\"backend\":", self.status);
+        json_string(out, self.backend);
+        let _ = write!(
+            out,
+            ",\"duration_ms\":{},\"request_id\":",
+            self.duration.as_secs_f64() * 1000.0
+        );
+        json_string(out, self.request_id);
+        if let Some(ip) = self.client_ip {
+            let _ = write!(out, ",\"client_ip\":\"{ip}\"");
+        }
+        let _ = write!(out, ",\"retries\":{}", self.retries);
+        if let Some(error) = self.error {
+            out.extend_from_slice(b",\"error\":");
+            json_string(out, &error.to_string());
+        }
+        out.extend_from_slice(b",\"target\":\"access\"}\n");
+    }
+}
+
+/// `s` as a JSON string, quoted and escaped.
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    // Serialising a str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
 /// Writes out whatever is buffered; used before exiting the process.
 pub fn flush() {
     if let Some(log) = LOG.get() {
@@ -273,6 +370,57 @@ mod tests {
         );
         assert_eq!(read("proxy.log"), "");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_access_line_is_one_json_object_with_every_field() {
+        let error = "upstream: read timed out \"x\"";
+        let line = Access {
+            method: "GET",
+            path: "/course/7/\"reviews\"\n",
+            status: 504,
+            backend: "127.0.0.1:3001",
+            duration: Duration::from_micros(2_500),
+            request_id: "e0519a3f",
+            client_ip: Some("10.0.0.1".parse().unwrap()),
+            retries: 1,
+            error: Some(&error),
+        };
+        let at = time::macros::datetime!(2026-12-07 21:02:04.011083 UTC);
+        let mut out = Vec::new();
+        line.write_json(at, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with("}\n") && text.matches('\n').count() == 1,
+            "{text}"
+        );
+        let entry: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            entry,
+            serde_json::json!({
+                "timestamp": "2026-12-07T21:02:04.011083Z",
+                "level": "INFO",
+                "method": "GET",
+                "path": "/course/7/\"reviews\"\n",
+                "status": 504,
+                "backend": "127.0.0.1:3001",
+                "duration_ms": 2.5,
+                "request_id": "e0519a3f",
+                "client_ip": "10.0.0.1",
+                "retries": 1,
+                "error": error,
+                "target": "access",
+            })
+        );
+        let mut out = Vec::new();
+        Access {
+            client_ip: None,
+            error: None,
+            ..line
+        }
+        .write_json(at, &mut out);
+        let entry: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!(entry.get("client_ip").is_none() && entry.get("error").is_none());
     }
 
     #[test]
