@@ -60,7 +60,8 @@ pub struct Config {
     pub cache_local_bytes: u64,
     /// Lifetime of an in-process cache entry (`COURSER_CACHE_LOCAL_TTL_MS`).
     pub cache_local_ttl_ms: u64,
-    /// Lifetime of a Redis cache entry (`COURSER_CACHE_REDIS_TTL_MS`).
+    /// Lifetime of a Redis cache entry (`COURSER_CACHE_REDIS_TTL_MS`); longer than the
+    /// in-process one, so that an in-process expiry refills from Redis.
     pub cache_redis_ttl_ms: u64,
     /// Longest wait for one Redis call before the cache goes on without it
     /// (`COURSER_REDIS_TIMEOUT_MS`).
@@ -87,7 +88,7 @@ impl Default for Config {
             cache_prefix: "courser".into(),
             cache_local_bytes: 256 * 1024 * 1024,
             cache_local_ttl_ms: 600_000,
-            cache_redis_ttl_ms: 600_000,
+            cache_redis_ttl_ms: 1_800_000,
             redis_timeout_ms: 50,
         }
     }

@@ -20,7 +20,11 @@ pub struct CacheConfig {
     /// shorter life re-reads the same bytes. At 60 s, re-reading each page a minute
     /// held W1 to 4,667 requests/s against 7,667/s at 10 min (BENCHMARKS.md).
     pub local_ttl: Duration,
-    /// How long a Redis entry may live.
+    /// How long a Redis entry may live. Longer than `local_ttl`: entries of both tiers
+    /// filled by one read would otherwise expire together, and every in-process expiry
+    /// would go to the source. After a warm-up that filled ~136k pages in a minute, W1
+    /// met ~800 Postgres loads/s ten minutes later and failed its SLA (BENCHMARKS.md).
+    /// Generation tokens, not this, keep Redis fresh, so a longer life costs only memory.
     pub redis_ttl: Duration,
     /// Each TTL is shortened by a random fraction up to this, so that entries filled
     /// together do not expire together.
@@ -46,7 +50,7 @@ impl Default for CacheConfig {
             key_prefix: "courser".into(),
             local_bytes: 256 * 1024 * 1024,
             local_ttl: Duration::from_secs(600),
-            redis_ttl: Duration::from_secs(600),
+            redis_ttl: Duration::from_secs(1800),
             ttl_jitter: 0.1,
             redis_timeout: Duration::from_millis(50),
             breaker_threshold: 3,

@@ -18,6 +18,33 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The api's setting of its worker threads; set by the operator, it is passed on as is.
 const THREADS_ENV: &str = "COURSER_WORKER_THREADS";
 
+/// The api's setting of its in-process cache size; set by the operator, it is passed on
+/// as is.
+const CACHE_BYTES_ENV: &str = "COURSER_CACHE_LOCAL_BYTES";
+
+/// In-process cache bytes for each of `instances` on a machine of `memory` bytes: an
+/// eighth of the memory split between them, no less than the api's own default (256 MiB)
+/// and no more than 4 GiB. W1's hot set at 20,000 requests/s (~250k pages, ~1.1 GB)
+/// overflowed four tiers of 256 MiB, and each read past them went to Redis
+/// (BENCHMARKS.md).
+pub fn cache_bytes_each(memory: u64, instances: usize) -> u64 {
+    (memory / 8 / instances.max(1) as u64).clamp(256 << 20, 4 << 30)
+}
+
+/// The machine's memory, from `/proc/meminfo` (none elsewhere).
+fn total_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 /// Worker threads for each of `instances` sharing `cores`: the cores split between them,
 /// at least one each. Each instance alone would take one per core, so four on one machine
 /// would run four times as many threads as cores, and W2 measured about 30 % more api
@@ -121,6 +148,14 @@ pub fn spawn(
             threads_each(cores, layout.api_ports.len()).to_string(),
         );
     }
+    if std::env::var_os(CACHE_BYTES_ENV).is_none()
+        && let Some(memory) = total_memory()
+    {
+        command.env(
+            CACHE_BYTES_ENV,
+            cache_bytes_each(memory, layout.api_ports.len()).to_string(),
+        );
+    }
     command
         .arg("serve")
         .env("COURSER_LISTEN", instance.address())
@@ -213,7 +248,7 @@ pub fn http_client() -> anyhow::Result<reqwest::Client> {
 
 #[cfg(test)]
 mod tests {
-    use super::threads_each;
+    use super::{cache_bytes_each, threads_each};
 
     #[test]
     fn instances_share_the_cores_with_at_least_one_thread_each() {
@@ -222,5 +257,19 @@ mod tests {
         assert_eq!(threads_each(6, 4), 1);
         assert_eq!(threads_each(8, 1), 8);
         assert_eq!(threads_each(4, 0), 4);
+    }
+
+    #[test]
+    fn instances_share_an_eighth_of_the_memory_within_bounds() {
+        const MIB: u64 = 1 << 20;
+        const GIB: u64 = 1 << 30;
+        assert_eq!(cache_bytes_each(24 * GIB, 4), 768 * MIB);
+        assert_eq!(
+            cache_bytes_each(4 * GIB, 4),
+            256 * MIB,
+            "never under the default"
+        );
+        assert_eq!(cache_bytes_each(512 * GIB, 4), 4 * GIB, "nor over 4 GiB");
+        assert_eq!(cache_bytes_each(16 * GIB, 0), 2 * GIB);
     }
 }
