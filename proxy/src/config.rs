@@ -88,6 +88,13 @@ impl Default for BackendList {
 }
 
 impl BackendList {
+    /// Whether any entry is a host name rather than an address.
+    pub fn has_names(&self) -> bool {
+        self.specs()
+            .iter()
+            .any(|spec| spec.parts().0.parse::<SocketAddr>().is_err())
+    }
+
     fn specs(&self) -> Vec<BackendSpec> {
         match self {
             BackendList::List(list) => list.clone(),
@@ -187,6 +194,10 @@ pub struct Config {
     pub upgrade_sock: String,
     /// How often the configuration file is checked for changes (0: only on SIGHUP).
     pub reload_poll_ms: u64,
+    /// How often backend host names are resolved again, so that the pods behind a
+    /// headless service are followed as they come and go (0: only at start and on
+    /// reloads). Lists of addresses only are never re-resolved.
+    pub dns_refresh_ms: u64,
     /// Write one JSON access-log line per request.
     pub access_log: bool,
 }
@@ -223,6 +234,7 @@ impl Default for Config {
             shutdown_timeout_seconds: 30,
             upgrade_sock: "/tmp/courser-proxy-upgrade.sock".into(),
             reload_poll_ms: 2_000,
+            dns_refresh_ms: 5_000,
             access_log: true,
         }
     }
@@ -420,6 +432,20 @@ mod tests {
             backends: list,
             ..Config::default()
         }
+    }
+
+    #[test]
+    fn only_lists_that_name_hosts_are_resolved_again() {
+        let addresses = BackendList::Csv("127.0.0.1:3001, [::1]:3002".into());
+        assert!(!addresses.has_names());
+        let named = BackendList::List(vec![
+            BackendSpec::Addr("127.0.0.1:3001".into()),
+            BackendSpec::Weighted {
+                addr: "api.courser.svc.cluster.local:3000".into(),
+                weight: 2,
+            },
+        ]);
+        assert!(named.has_names());
     }
 
     #[test]

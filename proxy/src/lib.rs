@@ -209,12 +209,15 @@ pub fn build(settings: Settings, upgrade: bool) -> Result<Server, BuildError> {
     admin.add_tcp(&settings.metrics_listen.to_string());
 
     let poll = (c.reload_poll_ms > 0).then(|| ms(c.reload_poll_ms));
+    let dns_refresh =
+        (c.dns_refresh_ms > 0 && c.backends.has_names()).then(|| ms(c.dns_refresh_ms));
     let reloader = background_service(
         "reload",
         Reloader {
             settings: settings.clone(),
             set,
             poll,
+            dns_refresh,
         },
     );
     let drain = background_service("drain", Drain { registry, draining });

@@ -9,7 +9,8 @@
 //! for.
 //!
 //! Access-log lines are formatted here ([`access`]) straight into that buffer: through
-//! tracing's JSON formatter each cost ~2.4 µs, 13 % of the proxy's CPU per request in P1.
+//! tracing's JSON formatter each cost 1.4–2.4 µs, 8–13 % of the proxy's CPU per request in
+//! P1; written here, ~0.6 µs.
 //!
 //! With a log file ([`Output::File`]) the proxy writes it itself and keeps it bounded:
 //! once it holds `max_bytes`, it becomes `<file>.1` (replacing the one before) and a new

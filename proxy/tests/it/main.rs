@@ -6,6 +6,7 @@
     reason = "test harness: a failed set-up step should fail the test loudly"
 )]
 
+mod dns;
 mod framing;
 mod helpers;
 mod logs;
