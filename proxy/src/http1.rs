@@ -750,35 +750,25 @@ mod tests {
         }
     }
 
+    /// The first request head of `raw`, read as from a client that sent only that.
+    async fn read_one(mut raw: &[u8]) -> Result<Option<Head>, ReadError> {
+        read_request(
+            &mut raw,
+            &mut BytesMut::new(),
+            &mut ReadTimer::new(Duration::from_secs(5)),
+            HeadDeadline::PerRead,
+        )
+        .await
+    }
+
     #[tokio::test]
     async fn a_head_over_the_limit_is_refused_and_a_clean_close_is_no_request() {
         let big = format!("GET / HTTP/1.1\r\nx: {}\r\n\r\n", "a".repeat(MAX_HEAD));
-        let mut reader = big.as_bytes();
-        let read = read_request(
-            &mut reader,
-            &mut BytesMut::new(),
-            &mut ReadTimer::new(Duration::from_secs(5)),
-            HeadDeadline::PerRead,
-        )
-        .await;
+        let read = read_one(big.as_bytes()).await;
         assert!(matches!(read, Err(ReadError::TooLarge)), "{read:?}");
-        let mut empty: &[u8] = b"";
-        let read = read_request(
-            &mut empty,
-            &mut BytesMut::new(),
-            &mut ReadTimer::new(Duration::from_secs(5)),
-            HeadDeadline::PerRead,
-        )
-        .await;
+        let read = read_one(b"").await;
         assert!(read.unwrap().is_none());
-        let mut cut: &[u8] = b"GET / HTTP/1.1\r\nhost";
-        let read = read_request(
-            &mut cut,
-            &mut BytesMut::new(),
-            &mut ReadTimer::new(Duration::from_secs(5)),
-            HeadDeadline::PerRead,
-        )
-        .await;
+        let read = read_one(b"GET / HTTP/1.1\r\nhost").await;
         assert!(matches!(read, Err(ReadError::Io(_))), "{read:?}");
     }
 
