@@ -21,6 +21,8 @@ const THREADS_ENV: &str = "COURSER_WORKER_THREADS";
 /// The api's setting of its in-process cache size; set by the operator, it is passed on
 /// as is.
 const CACHE_BYTES_ENV: &str = "COURSER_CACHE_LOCAL_BYTES";
+/// The api's setting of its Postgres pool size; set by the operator, it is passed on as is.
+const POOL_ENV: &str = "COURSER_POOL_SIZE";
 
 /// In-process cache bytes for each of `instances` on a machine of `memory` bytes: an
 /// eighth of the memory split between them, no less than the api's own default (256 MiB)
@@ -51,6 +53,15 @@ fn total_memory() -> Option<u64> {
 /// CPU per request that way (BENCHMARKS.md).
 pub fn threads_each(cores: usize, instances: usize) -> usize {
     (cores / instances.max(1)).max(1)
+}
+
+/// Postgres connections for each of `instances` sharing `cores`: eight per core in all,
+/// split between them, 2 to 16 each (16 is the api's own default). Backends that
+/// outnumber the cores only take turns on them: on 2 cores, four instances of 16 (64
+/// backends) used 13–20 % more Postgres CPU per W2 request than four of 4, with a higher
+/// p99 (BENCHMARKS.md).
+pub fn pool_each(cores: usize, instances: usize) -> usize {
+    (cores * 8 / instances.max(1)).clamp(2, 16)
 }
 
 /// One api instance of the stack.
@@ -141,19 +152,22 @@ pub fn spawn(
 ) -> anyhow::Result<Child> {
     instance.process.ensure_port_free(&instance.address())?;
     let mut command = Command::new(bin);
-    if std::env::var_os(THREADS_ENV).is_none() {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        command.env(
-            THREADS_ENV,
-            threads_each(cores, layout.api_ports.len()).to_string(),
-        );
+    // Shares of the machine, each unless the operator has set it.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let instances = layout.api_ports.len();
+    let unset = |name| std::env::var_os(name).is_none();
+    if unset(THREADS_ENV) {
+        command.env(THREADS_ENV, threads_each(cores, instances).to_string());
     }
-    if std::env::var_os(CACHE_BYTES_ENV).is_none()
+    if unset(POOL_ENV) {
+        command.env(POOL_ENV, pool_each(cores, instances).to_string());
+    }
+    if unset(CACHE_BYTES_ENV)
         && let Some(memory) = total_memory()
     {
         command.env(
             CACHE_BYTES_ENV,
-            cache_bytes_each(memory, layout.api_ports.len()).to_string(),
+            cache_bytes_each(memory, instances).to_string(),
         );
     }
     command
@@ -248,7 +262,7 @@ pub fn http_client() -> anyhow::Result<reqwest::Client> {
 
 #[cfg(test)]
 mod tests {
-    use super::{cache_bytes_each, threads_each};
+    use super::{cache_bytes_each, pool_each, threads_each};
 
     #[test]
     fn instances_share_the_cores_with_at_least_one_thread_each() {
@@ -257,6 +271,15 @@ mod tests {
         assert_eq!(threads_each(6, 4), 1);
         assert_eq!(threads_each(8, 1), 8);
         assert_eq!(threads_each(4, 0), 4);
+    }
+
+    #[test]
+    fn instances_share_eight_connections_per_core_within_bounds() {
+        assert_eq!(pool_each(2, 4), 4);
+        assert_eq!(pool_each(8, 4), 16);
+        assert_eq!(pool_each(64, 4), 16, "never over the api's default");
+        assert_eq!(pool_each(1, 8), 2, "nor under two");
+        assert_eq!(pool_each(1, 0), 8);
     }
 
     #[test]
