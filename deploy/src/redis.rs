@@ -84,7 +84,7 @@ pub async fn ping(port: u16) -> anyhow::Result<()> {
 
 /// Empties the stack's Redis: every cached page and reviewer is gone.
 pub async fn flush(port: u16) -> anyhow::Result<()> {
-    command(port, "FLUSHALL", "+OK").await
+    command(port, "FLUSHALL ASYNC", "+OK").await
 }
 
 /// Sends one inline command over a plain connection and expects `reply` (a simple
