@@ -1,9 +1,10 @@
 //! Backend-list reloads without dropping requests: on SIGHUP, when the configuration
 //! file's modification time changes, and (when the list names hosts) every
 //! `dns_refresh_ms` to follow what the names resolve to, the backend list is read again
-//! (file, then env), resolved, and applied when it differs from the live one: live state is kept for backends that stay, new ones are registered before the
-//! selection sees them, and removed ones simply stop being chosen while their in-flight
-//! requests finish. Other settings need a restart (or Pingora's graceful upgrade).
+//! (file, then env), resolved, and applied when it differs from the live one: live state
+//! is kept for backends that stay, new ones are registered before the selection sees
+//! them, and removed ones simply stop being chosen while their in-flight requests finish.
+//! Other settings need a restart (or Pingora's graceful upgrade).
 
 use std::path::PathBuf;
 use std::sync::Arc;
