@@ -82,7 +82,9 @@ pub async fn ping(port: u16) -> anyhow::Result<()> {
     command(port, "PING", "+PONG").await
 }
 
-/// Empties the stack's Redis: every cached page and reviewer is gone.
+/// Empties the stack's Redis: every cached page and reviewer is gone. `ASYNC` empties the
+/// keyspace at once and frees the memory in the background: a synchronous flush of the
+/// bench data set's pages outran the one-second reply deadline of `command`.
 pub async fn flush(port: u16) -> anyhow::Result<()> {
     command(port, "FLUSHALL ASYNC", "+OK").await
 }
